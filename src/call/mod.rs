@@ -1,0 +1,1 @@
+//! The sans-IO call core and its tokio driver.

@@ -1,0 +1,1 @@
+//! Carrier wire formats ⇄ carrier-neutral call events and commands.

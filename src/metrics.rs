@@ -1,0 +1,209 @@
+//! Process-wide metrics, rendered as Prometheus text at `GET /metrics`.
+//!
+//! Plain atomics and fixed-bucket histograms: no allocation or locking on the
+//! per-frame path. Counters that move per frame are accumulated per call and
+//! added here in batches by the call driver.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A fixed-bucket histogram of milliseconds.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// Sum in microseconds, to keep it integral.
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Record one observation in milliseconds.
+    pub fn observe_ms(&self, ms: f64) {
+        let ms = if ms.is_finite() { ms.max(0.0) } else { 0.0 };
+        if let Some(i) = self.bounds.iter().position(|&b| ms <= b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add((ms * 1000.0) as u64, Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, n) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += n.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_us.load(Relaxed) as f64 / 1000.0
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+const LATENCY_BOUNDS: &[f64] = &[
+    5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2500.0, 5000.0,
+];
+
+/// Every metric the server exports.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Calls currently connected.
+    pub active_calls: AtomicU64,
+    /// Calls accepted since start.
+    pub calls_total: AtomicU64,
+    /// Media streams refused (draining or at `max_calls`).
+    pub calls_refused: AtomicU64,
+    /// Inbound media frames.
+    pub frames_in: AtomicU64,
+    /// Outbound media messages.
+    pub frames_out: AtomicU64,
+    /// Carrier messages rejected (bad JSON, bad base64, odd payload, unknown event, oversize).
+    pub malformed_messages: AtomicU64,
+    /// Barge-ins that cleared bot audio.
+    pub barge_ins: AtomicU64,
+    /// Times bot audio ran dry while a reply was still being generated.
+    pub playout_underruns: AtomicU64,
+    /// Provider errors (any provider, any kind).
+    pub provider_errors: AtomicU64,
+    /// End of caller speech → first bot audio sent, in ms.
+    pub turn_latency: Histogram,
+    /// First voiced frame of an interruption → `clear` sent, in ms.
+    pub barge_in_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            active_calls: AtomicU64::new(0),
+            calls_total: AtomicU64::new(0),
+            calls_refused: AtomicU64::new(0),
+            frames_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            malformed_messages: AtomicU64::new(0),
+            barge_ins: AtomicU64::new(0),
+            playout_underruns: AtomicU64::new(0),
+            provider_errors: AtomicU64::new(0),
+            turn_latency: Histogram::new(LATENCY_BOUNDS),
+            barge_in_latency: Histogram::new(LATENCY_BOUNDS),
+        }
+    }
+}
+
+impl Metrics {
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let gauges: [(&str, &str, &AtomicU64, &str); 9] = [
+            (
+                "frontdesk_active_calls",
+                "Calls currently connected.",
+                &self.active_calls,
+                "gauge",
+            ),
+            (
+                "frontdesk_calls_total",
+                "Calls accepted.",
+                &self.calls_total,
+                "counter",
+            ),
+            (
+                "frontdesk_calls_refused_total",
+                "Media streams refused.",
+                &self.calls_refused,
+                "counter",
+            ),
+            (
+                "frontdesk_frames_in_total",
+                "Inbound media frames.",
+                &self.frames_in,
+                "counter",
+            ),
+            (
+                "frontdesk_frames_out_total",
+                "Outbound media messages.",
+                &self.frames_out,
+                "counter",
+            ),
+            (
+                "frontdesk_malformed_messages_total",
+                "Carrier messages rejected.",
+                &self.malformed_messages,
+                "counter",
+            ),
+            (
+                "frontdesk_barge_ins_total",
+                "Barge-ins that cleared bot audio.",
+                &self.barge_ins,
+                "counter",
+            ),
+            (
+                "frontdesk_playout_underruns_total",
+                "Bot audio ran dry mid-reply.",
+                &self.playout_underruns,
+                "counter",
+            ),
+            (
+                "frontdesk_provider_errors_total",
+                "Provider errors.",
+                &self.provider_errors,
+                "counter",
+            ),
+        ];
+        for (name, help, v, kind) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        self.turn_latency.render(
+            &mut out,
+            "frontdesk_turn_latency_ms",
+            "End of caller speech to first bot audio, ms.",
+        );
+        self.barge_in_latency.render(
+            &mut out,
+            "frontdesk_barge_in_latency_ms",
+            "First voiced frame of an interruption to clear, ms.",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.frames_in.fetch_add(3, Relaxed);
+        m.turn_latency.observe_ms(7.0);
+        m.turn_latency.observe_ms(700.0);
+        let text = m.render();
+        assert!(text.contains("frontdesk_frames_in_total 3"));
+        assert!(text.contains("frontdesk_turn_latency_ms_bucket{le=\"10\"} 1"));
+        assert!(text.contains("frontdesk_turn_latency_ms_bucket{le=\"750\"} 2"));
+        assert!(text.contains("frontdesk_turn_latency_ms_count 2"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Streaming STT / LLM / TTS provider traits and implementations.

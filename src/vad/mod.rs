@@ -1,0 +1,1 @@
+//! Voice activity detection (webrtc-vad + hysteresis) and the barge-in policy.
