@@ -22,3 +22,13 @@ pub const fn samples_to_ms(samples: usize) -> u64 {
 pub const fn ms_to_samples(ms: u64) -> usize {
     (ms as usize) * 8
 }
+
+pub mod wav;
+
+/// An audio processing failure.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    /// An unreadable or unsupported WAV file.
+    #[error("wav: {0}")]
+    Wav(String),
+}

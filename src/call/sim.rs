@@ -1,0 +1,1 @@
+//! Virtual-time call simulator (tests only).
