@@ -5,6 +5,31 @@
 //! here does I/O except [`wav`], which reads files at start-up only.
 
 pub mod g711;
+pub mod opus;
+pub mod resample;
+pub mod wav;
+
+/// Errors from the audio module. All are about the input or the
+/// configuration, none is transient: retrying the same call fails again.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    /// A WAV file or buffer that is unreadable, truncated, malformed or in an
+    /// unsupported encoding; the text says which (and the path, when a file).
+    #[error("WAV: {0}")]
+    Wav(String),
+    /// The resampler could not be built or run.
+    #[error("resampling: {0}")]
+    Resample(String),
+    /// Opus encoder/decoder failure: a bad packet, a wrong frame length or a
+    /// libopus error.
+    #[error("Opus: {0}")]
+    Opus(String),
+    /// A sample rate this module does not handle (for Opus: not one of
+    /// 8/12/16/24/48 kHz; for resampling: outside 1–384 kHz or an awkward
+    /// ratio).
+    #[error("unsupported sample rate {0} Hz")]
+    UnsupportedRate(u32),
+}
 
 /// Telephone sample rate.
 pub const PHONE_RATE: u32 = 8000;
