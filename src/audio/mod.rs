@@ -47,3 +47,16 @@ pub const fn samples_to_ms(samples: usize) -> u64 {
 pub const fn ms_to_samples(ms: u64) -> usize {
     (ms as usize) * 8
 }
+
+#[cfg(test)]
+mod tests {
+    /// Per-call codec and resampler state moves into the call's task.
+    #[test]
+    fn per_call_state_is_send() {
+        fn is_send<T: Send>() {}
+        is_send::<super::resample::StreamResampler>();
+        is_send::<super::opus::OpusEncoder>();
+        is_send::<super::opus::OpusDecoder>();
+        is_send::<super::AudioError>();
+    }
+}
