@@ -466,28 +466,33 @@ mod tests {
             assert!(r < -45.0 && r > -65.0, "line noise RMS {r:.1} dBFS");
         }
 
-        /// Share of 20 ms frames webrtc-vad (quality mode, the most
-        /// permissive) calls voiced.
-        fn voiced_share(x: &[i16]) -> f64 {
+        /// Share of 20 ms frames, after the first `skip`, that webrtc-vad
+        /// (quality mode, the most permissive) calls voiced.
+        fn voiced_share(x: &[i16], skip: usize) -> f64 {
             let mut vad = webrtc_vad::Vad::new_with_rate_and_mode(
                 webrtc_vad::SampleRate::Rate8kHz,
                 webrtc_vad::VadMode::Quality,
             );
-            let frames: Vec<&[i16]> = x.chunks_exact(160).collect();
-            let voiced = frames
-                .iter()
-                .filter(|f| vad.is_voice_segment(f).unwrap_or(false))
-                .count();
-            voiced as f64 / frames.len().max(1) as f64
+            let calls: Vec<bool> = x
+                .chunks_exact(160)
+                .map(|f| vad.is_voice_segment(f).unwrap_or(false))
+                .skip(skip)
+                .collect();
+            calls.iter().filter(|&&v| v).count() as f64 / calls.len().max(1) as f64
         }
 
         #[test]
         fn a_vad_hears_speech_in_utterances_but_not_in_line_noise() {
-            let noise = voiced_share(&load("line_noise.wav"));
-            eprintln!("webrtc-vad voiced share: line_noise {noise:.2}");
-            assert!(noise < 0.05, "line noise looks like speech: {noise:.2}");
+            // A fresh webrtc-vad calls the first 4–5 frames (80–100 ms) of
+            // line noise voiced in every mode, before its noise model has
+            // adapted; after that, none. (The VAD's minimum speech duration
+            // has to cover that start-up.)
+            let noise = load("line_noise.wav");
+            let noise_after_warmup = voiced_share(&noise, 10);
+            eprintln!("webrtc-vad voiced share after 200 ms: line_noise {noise_after_warmup:.2}");
+            assert_eq!(noise_after_warmup, 0.0, "line noise looks like speech");
             for (name, ..) in UTTERANCES {
-                let v = voiced_share(&load(name));
+                let v = voiced_share(&load(name), 0);
                 eprintln!("webrtc-vad voiced share: {name} {v:.2}");
                 assert!(v > 0.5, "{name}: only {v:.2} of frames voiced");
             }
