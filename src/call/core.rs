@@ -620,6 +620,8 @@ impl CallCore {
 
     /// Cancel the current reply, recording what was heard. `cleared`: a
     /// `clear` was sent, so the marks still pending will come back discarded.
+    /// A reply cancelled before any of its audio went out leaves the caller's
+    /// words unanswered: they go back into the turn being built.
     fn drop_reply(&mut self, cleared: bool) {
         let Some(r) = self.reply.take() else { return };
         self.actions.push_back(Action::CancelReply { gen: r.gen });
@@ -632,13 +634,37 @@ impl CallCore {
             }
         }
         if r.sent > 0 {
-            self.history.push(TurnRecord {
+            let total = samples_ms(r.sent + r.queue.len());
+            self.record_bot(r.text, samples_ms(r.confirmed), total, cleared);
+        } else if let Some(last) = self
+            .history
+            .pop_if(|t| t.total_ms == 0 && !t.caller.is_empty())
+        {
+            let mut words = last.caller;
+            if !self.caller_text.is_empty() {
+                words.push(' ');
+                words.push_str(&self.caller_text);
+            }
+            self.caller_text = words;
+        }
+    }
+
+    /// Attach the bot's side to the caller turn it answered (or record it alone, e.g. the greeting).
+    fn record_bot(&mut self, bot: String, heard_ms: u64, total_ms: u64, interrupted: bool) {
+        match self.history.last_mut() {
+            Some(t) if t.total_ms == 0 && !t.caller.is_empty() => {
+                t.bot = bot;
+                t.heard_ms = heard_ms;
+                t.total_ms = total_ms;
+                t.interrupted = interrupted;
+            }
+            _ => self.history.push(TurnRecord {
                 caller: String::new(),
-                bot: r.text,
-                heard_ms: samples_ms(r.confirmed),
-                total_ms: samples_ms(r.sent + r.queue.len()),
-                interrupted: cleared,
-            });
+                bot,
+                heard_ms,
+                total_ms,
+                interrupted,
+            }),
         }
     }
 
@@ -652,6 +678,7 @@ impl CallCore {
             });
         }
         self.reply = Some(Reply::new(gen, now));
+        self.barge.reset();
         self.actions.push_back(Action::StartReply { gen, input });
     }
 
@@ -705,20 +732,7 @@ impl CallCore {
         }
         if let Some(r) = self.reply.take() {
             let total = samples_ms(r.sent);
-            match self.history.last_mut() {
-                Some(t) if t.bot.is_empty() && !t.caller.is_empty() => {
-                    t.bot = r.text;
-                    t.heard_ms = total;
-                    t.total_ms = total;
-                }
-                _ => self.history.push(TurnRecord {
-                    caller: String::new(),
-                    bot: r.text,
-                    heard_ms: total,
-                    total_ms: total,
-                    interrupted: false,
-                }),
-            }
+            self.record_bot(r.text, total, total, false);
         }
         self.barge.reset();
         self.state = self.idle_state();

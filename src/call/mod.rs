@@ -6,6 +6,8 @@
 //! conversational decisions.
 
 pub mod core;
+#[cfg(test)]
+mod core_tests;
 pub mod driver;
 pub mod reply;
 #[cfg(test)]

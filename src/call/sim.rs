@@ -1,1 +1,443 @@
-//! Virtual-time call simulator (tests only).
+//! A deterministic call simulator in virtual time (tests only).
+//!
+//! It steps a fake Twilio carrier (real Twilio JSON through the real
+//! [`TwilioCodec`], a playout buffer that echoes marks when the audio before
+//! them has played, `clear` that drops audio and echoes pending marks) and
+//! fake providers with fixed latencies against one [`CallCore`], and records
+//! everything that crossed the wire. No sockets, no tasks, no sleeping.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+use super::core::{Action, CallCore, CoreConfig, Observation, ReplyEvent, ReplyInput, TurnState};
+use crate::audio::{g711, wav, FRAME_SAMPLES};
+use crate::carrier::twilio::TwilioCodec;
+use crate::carrier::{CallEvent, CarrierCodec, Outbound};
+use crate::config::{CallConfig, VadConfig};
+use crate::providers::SttEvent;
+
+/// Load a fixture as 8 kHz PCM.
+pub fn fixture(name: &str) -> Vec<i16> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    wav::load_8k(&path).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// What the caller's side of the line carries, built up in order.
+#[derive(Default)]
+pub struct CallerAudio {
+    pub pcm: Vec<i16>,
+}
+
+impl CallerAudio {
+    /// Line noise for `ms`.
+    pub fn noise(mut self, ms: u64) -> Self {
+        let noise = fixture("line_noise.wav");
+        let n = ms as usize * 8;
+        self.pcm.extend(noise.iter().cycle().take(n));
+        self
+    }
+    /// A fixture utterance; returns the media time (ms) it starts at.
+    pub fn say(mut self, name: &str) -> Self {
+        self.pcm.extend(fixture(name));
+        let pad = (FRAME_SAMPLES - self.pcm.len() % FRAME_SAMPLES) % FRAME_SAMPLES;
+        self.pcm.extend(std::iter::repeat_n(0, pad));
+        self
+    }
+    /// Media time now (where the next sound would start).
+    pub fn at_ms(&self) -> u64 {
+        self.pcm.len() as u64 / 8
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Ev {
+    /// Caller frame k arrives at the server (as Twilio JSON text).
+    Frame(usize),
+    /// Raw text from the carrier (for malformed-input tests).
+    Text(String),
+    Stt(SttEvent),
+    Reply(u64, ReplyEvent),
+    /// A server message reaches the carrier.
+    Deliver(Outbound),
+    /// A mark echo reaches the server.
+    MarkBack(String),
+    Stop,
+}
+
+/// Fixed latencies of the fake world.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub stt_ms: u64,
+    pub llm_ms: u64,
+    pub tts_ms: u64,
+    /// One-way network delay, ms.
+    pub link_ms: u64,
+    /// Extra delay added to every `jitter_every`-th server→carrier message.
+    pub jitter_ms: u64,
+    pub jitter_every: usize,
+    /// Reply audio (default: the 2 s bot reply fixture).
+    pub reply_audio: Vec<i16>,
+    pub transcript: String,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World {
+            stt_ms: 100,
+            llm_ms: 200,
+            tts_ms: 150,
+            link_ms: 10,
+            jitter_ms: 0,
+            jitter_every: 0,
+            reply_audio: fixture("bot_reply.wav"),
+            transcript: "I'd like to book a demo".into(),
+        }
+    }
+}
+
+/// A timestamped record of the call.
+#[derive(Debug, Default)]
+pub struct Log {
+    /// Messages the server sent, at send time (ms).
+    pub sent: Vec<(u64, Outbound)>,
+    /// Observations.
+    pub obs: Vec<(u64, Observation)>,
+    /// State after each step, when it changed.
+    pub states: Vec<(u64, TurnState)>,
+    /// Every non-send action.
+    pub actions: Vec<(u64, Action)>,
+    /// Carrier side: ms of unplayed audio queued at the carrier after each media arrival.
+    pub carrier_backlog_ms: Vec<u64>,
+    /// Marks the carrier echoed, with echo time.
+    pub echoed: Vec<(u64, String)>,
+}
+
+pub struct Sim {
+    pub core: CallCore,
+    pub world: World,
+    pub log: Log,
+    codec: TwilioCodec,
+    carrier_codec_out: TwilioCodec,
+    caller: Vec<i16>,
+    heap: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    events: Vec<Option<Ev>>,
+    seq: u64,
+    now: u64,
+    t0: Instant,
+    cancelled: HashSet<u64>,
+    // carrier playout model
+    play_end: u64,
+    pending_marks: Vec<(u64, String)>,
+    sends: usize,
+}
+
+pub const STREAM: &str = "MZsim0001";
+
+impl Sim {
+    pub fn new(vad: VadConfig, call: CallConfig, world: World, caller: CallerAudio) -> Sim {
+        let mut codec = TwilioCodec::new(65536);
+        let mut carrier_codec_out = TwilioCodec::new(65536);
+        let start = format!(
+            r#"{{"event":"start","streamSid":"{STREAM}","start":{{"streamSid":"{STREAM}","callSid":"CAsim","accountSid":"AC1","customParameters":{{}}}}}}"#
+        );
+        for c in [&mut codec, &mut carrier_codec_out] {
+            assert!(matches!(c.parse_text(&start), Ok(CallEvent::Start(_))));
+        }
+        let mut sim = Sim {
+            core: CallCore::new(CoreConfig::new(&vad, &call)),
+            world,
+            log: Log::default(),
+            codec,
+            carrier_codec_out,
+            caller: caller.pcm,
+            heap: BinaryHeap::new(),
+            events: Vec::new(),
+            seq: 0,
+            now: 0,
+            t0: Instant::now(),
+            cancelled: HashSet::new(),
+            play_end: 0,
+            pending_marks: Vec::new(),
+            sends: 0,
+        };
+        let frames = sim.caller.len() / FRAME_SAMPLES;
+        for k in 0..frames {
+            let at = (k as u64 + 1) * 20 + sim.world.link_ms;
+            sim.schedule(at, Ev::Frame(k));
+        }
+        sim.core.handle_start(sim.t0);
+        sim.drain();
+        sim
+    }
+
+    fn instant(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+
+    fn schedule(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.events.push(Some(ev));
+        self.heap
+            .push(Reverse((at, self.seq, self.events.len() - 1)));
+    }
+
+    /// Inject raw carrier text at `at` ms.
+    pub fn inject_text(&mut self, at: u64, text: &str) {
+        self.schedule(at, Ev::Text(text.to_string()));
+    }
+
+    /// The carrier sends `stop` at `at` ms.
+    pub fn stop_at(&mut self, at: u64) {
+        self.schedule(at, Ev::Stop);
+    }
+
+    /// Run until `until` ms of virtual time.
+    pub fn run_until(&mut self, until: u64) {
+        loop {
+            let next_ev = self.heap.peek().map(|Reverse((t, _, _))| *t);
+            let next_mark = self.pending_marks.iter().map(|(due, _)| *due).min();
+            let next_timeout = self
+                .core
+                .poll_timeout()
+                .map(|i| i.saturating_duration_since(self.t0).as_millis() as u64);
+            let Some(t) = [next_ev, next_mark, next_timeout]
+                .into_iter()
+                .flatten()
+                .min()
+            else {
+                break;
+            };
+            if t > until {
+                break;
+            }
+            self.now = self.now.max(t);
+            if next_mark == Some(t) {
+                // Carrier played up to this mark: echo it.
+                let i = self
+                    .pending_marks
+                    .iter()
+                    .position(|(d, _)| *d == t)
+                    .unwrap_or(0);
+                let (_, name) = self.pending_marks.remove(i);
+                self.log.echoed.push((t, name.clone()));
+                self.schedule(t + self.world.link_ms, Ev::MarkBack(name));
+                continue;
+            }
+            if next_ev == Some(t) {
+                let Some(Reverse((_, _, idx))) = self.heap.pop() else {
+                    break;
+                };
+                let ev = self.events[idx].take();
+                if let Some(ev) = ev {
+                    self.dispatch(ev);
+                }
+            } else {
+                self.core.handle_timeout(self.instant(t));
+            }
+            self.drain();
+        }
+        self.now = until;
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        let now = self.instant(self.now);
+        match ev {
+            Ev::Frame(k) => {
+                let pcm = &self.caller[k * FRAME_SAMPLES..(k + 1) * FRAME_SAMPLES];
+                let mut ulaw = Vec::with_capacity(FRAME_SAMPLES);
+                g711::encode_ulaw_into(pcm, &mut ulaw);
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&ulaw);
+                let text = format!(
+                    r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{STREAM}","media":{{"track":"inbound","chunk":"{}","timestamp":"{}","payload":"{b64}"}}}}"#,
+                    k + 3,
+                    k + 1,
+                    k * 20
+                );
+                self.feed_text(&text, now);
+            }
+            Ev::Text(text) => self.feed_text(&text, now),
+            Ev::Stt(e) => self.core.handle_stt(e, now),
+            Ev::Reply(gen, e) => {
+                if !self.cancelled.contains(&gen) {
+                    self.core.handle_reply(gen, e, now);
+                }
+            }
+            Ev::MarkBack(name) => {
+                let text = format!(
+                    r#"{{"event":"mark","streamSid":"{STREAM}","mark":{{"name":"{name}"}}}}"#
+                );
+                self.feed_text(&text, now);
+            }
+            Ev::Stop => self.feed_text(r#"{"event":"stop","streamSid":"MZsim0001"}"#, now),
+            Ev::Deliver(o) => self.carrier_receive(o),
+        }
+    }
+
+    fn feed_text(&mut self, text: &str, now: Instant) {
+        match self.codec.parse_text(text) {
+            Ok(CallEvent::Media { pcm, .. }) => self.core.handle_media(pcm, now),
+            Ok(CallEvent::Mark(m)) => self.core.handle_mark(&m, now),
+            Ok(CallEvent::Stop) => self.core.handle_stop(now),
+            Ok(CallEvent::Dtmf(d)) => self.core.handle_dtmf(d, now),
+            Ok(_) => {}
+            Err(_) => {} // counted by the driver in production; the call goes on
+        }
+    }
+
+    /// The fake carrier receives a server message (already through the wire format).
+    fn carrier_receive(&mut self, o: Outbound) {
+        let t = self.now;
+        match o {
+            Outbound::Media(pcm) => {
+                let dur = pcm.len() as u64 / 8;
+                let start = self.play_end.max(t);
+                self.play_end = start + dur;
+                self.log.carrier_backlog_ms.push(self.play_end - t);
+            }
+            Outbound::Mark(name) => {
+                let due = self.play_end.max(t);
+                self.pending_marks.push((due, name));
+            }
+            Outbound::Clear => {
+                self.play_end = t;
+                for (due, _) in &mut self.pending_marks {
+                    *due = t;
+                }
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        let state = self.core.state();
+        if self.log.states.last().map(|(_, s)| *s) != Some(state) {
+            self.log.states.push((self.now, state));
+        }
+        while let Some(a) = self.core.poll_action() {
+            let now = self.now;
+            match a {
+                Action::Send(o) => {
+                    // Through the real encoder and back, as the carrier would read it.
+                    let mut text = String::new();
+                    self.carrier_codec_out.encode(&o, &mut text);
+                    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                    assert_eq!(
+                        v["streamSid"], STREAM,
+                        "every outbound message names the stream"
+                    );
+                    self.log.sent.push((now, o.clone()));
+                    self.sends += 1;
+                    let jitter = if self.world.jitter_every > 0
+                        && self.sends % self.world.jitter_every == 0
+                    {
+                        self.world.jitter_ms
+                    } else {
+                        0
+                    };
+                    self.schedule(now + self.world.link_ms + jitter, Ev::Deliver(o));
+                }
+                Action::EndOfUtterance => {
+                    let text = self.world.transcript.clone();
+                    self.schedule(
+                        now + self.world.stt_ms,
+                        Ev::Stt(SttEvent::Final {
+                            text,
+                            end_of_utterance: true,
+                        }),
+                    );
+                    self.log.actions.push((now, Action::EndOfUtterance));
+                }
+                Action::StartReply { gen, input } => {
+                    let text = match &input {
+                        ReplyInput::Greeting(t) => t.clone(),
+                        ReplyInput::Caller { .. } => "Sure, I can help.".to_string(),
+                    };
+                    let llm = if matches!(input, ReplyInput::Greeting(_)) {
+                        0
+                    } else {
+                        self.world.llm_ms
+                    };
+                    let at = now.saturating_add(llm).saturating_add(self.world.tts_ms);
+                    self.schedule(
+                        now.saturating_add(llm),
+                        Ev::Reply(gen, ReplyEvent::Text(text)),
+                    );
+                    for piece in self.world.reply_audio.clone().chunks(800) {
+                        self.schedule(at, Ev::Reply(gen, ReplyEvent::Audio(piece.to_vec())));
+                    }
+                    self.schedule(at, Ev::Reply(gen, ReplyEvent::Done));
+                    self.log
+                        .actions
+                        .push((now, Action::StartReply { gen, input }));
+                }
+                Action::CancelReply { gen } => {
+                    self.cancelled.insert(gen);
+                    self.log.actions.push((now, Action::CancelReply { gen }));
+                }
+                Action::Observe(o) => self.log.obs.push((now, o)),
+                other => self.log.actions.push((now, other)),
+            }
+        }
+        let state = self.core.state();
+        if self.log.states.last().map(|(_, s)| *s) != Some(state) {
+            self.log.states.push((self.now, state));
+        }
+    }
+
+    // ------------------------------------------------------------ queries
+
+    /// Times (ms) at which `clear` was sent.
+    pub fn clears(&self) -> Vec<u64> {
+        self.log
+            .sent
+            .iter()
+            .filter(|(_, o)| *o == Outbound::Clear)
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    /// Media messages sent in [from, to).
+    pub fn media_between(&self, from: u64, to: u64) -> usize {
+        self.log
+            .sent
+            .iter()
+            .filter(|(t, o)| *t >= from && *t < to && matches!(o, Outbound::Media(_)))
+            .count()
+    }
+
+    /// Total ms of media sent.
+    pub fn media_ms(&self) -> u64 {
+        self.log
+            .sent
+            .iter()
+            .map(|(_, o)| match o {
+                Outbound::Media(p) => p.len() as u64 / 8,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    pub fn observed(&self, f: impl Fn(&Observation) -> bool) -> Vec<u64> {
+        self.log
+            .obs
+            .iter()
+            .filter(|(_, o)| f(o))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    pub fn replies_started(&self) -> Vec<(u64, u64)> {
+        self.log
+            .actions
+            .iter()
+            .filter_map(|(t, a)| match a {
+                Action::StartReply { gen, .. } => Some((*t, *gen)),
+                _ => None,
+            })
+            .collect()
+    }
+}

@@ -37,13 +37,15 @@ enum State {
     Vetoed {
         gap_ms: u32,
     },
+    /// Interrupt was decided; nothing more until [`BargeIn::reset`].
+    Interrupted,
 }
 
 /// Silence this long ends a pending interruption (or a vetoed sound).
 const GAP_MS: u32 = 60;
 
 /// The policy for one call. Feed it frames only while the bot is speaking and
-/// call [`BargeIn::reset`] when the bot stops.
+/// call [`BargeIn::reset`] when the bot stops or after an interruption.
 #[derive(Debug, Clone)]
 pub struct BargeIn {
     min_ms: u32,
@@ -73,8 +75,10 @@ impl BargeIn {
     pub fn on_frame(&mut self, voiced: bool) -> BargeInDecision {
         match (self.state, voiced) {
             (State::Idle, false) => BargeInDecision::Nothing,
+            (State::Interrupted, _) => BargeInDecision::Nothing,
             (State::Idle, true) => {
                 if 20 >= self.min_ms {
+                    self.state = State::Interrupted;
                     return BargeInDecision::Interrupt;
                 }
                 self.state = State::Pending {
@@ -86,7 +90,7 @@ impl BargeIn {
             (State::Pending { voiced_ms, .. }, true) => {
                 let voiced_ms = voiced_ms + 20;
                 if voiced_ms >= self.min_ms {
-                    self.state = State::Idle;
+                    self.state = State::Interrupted;
                     BargeInDecision::Interrupt
                 } else {
                     self.state = State::Pending {
@@ -131,7 +135,7 @@ impl BargeIn {
             self.state = State::Vetoed { gap_ms: 0 };
             BargeInDecision::Resume
         } else {
-            self.state = State::Idle;
+            self.state = State::Interrupted;
             BargeInDecision::Interrupt
         }
     }
