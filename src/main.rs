@@ -1,9 +1,14 @@
 //! The `frontdesk` command line: a thin shell over the library.
+//!
+//! Start-up order: tracing → config → store → providers → bind → serve.
+//! A bad config exits 64 (EX_USAGE-style "data error") with one line naming the key.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use frontdesk::config::Config;
 
 #[derive(Parser)]
 #[command(
@@ -42,20 +47,130 @@ enum Command {
     },
 }
 
+const EXIT_CONFIG: u8 = 64;
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_CONFIG)
+        }),
+        None => Ok(Config::default()),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> ExitCode {
+    let config = match load_config(config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let api = match frontdesk::http::api::ApiState::from_config(&config).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("storage: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let providers = match frontdesk::providers::Providers::from_config(&config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let addr = listen.unwrap_or(config.server.listen);
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| addr.to_string());
+    tracing::info!(addr = %local, ?providers, "frontdesk listening");
+    // A machine-readable line for scripts and tests that bind port 0.
+    println!("listening on {local}");
+    let state = frontdesk::http::AppState::new(Arc::new(config), providers, api);
+    match frontdesk::http::serve(listener, state, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file } => match frontdesk::config::Config::load(&file) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
-            }
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(cfg) => match frontdesk::providers::Providers::from_config(&cfg) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            },
             Err(e) => {
                 eprintln!("{e}");
-                ExitCode::from(64)
+                ExitCode::from(EXIT_CONFIG)
             }
         },
-        _ => {
+        Command::Serve { config, listen } => {
+            init_tracing();
+            match runtime() {
+                Ok(rt) => rt.block_on(serve(config, listen)),
+                Err(code) => code,
+            }
+        }
+        Command::Loadtest(_) | Command::Migrate { .. } => {
             eprintln!("not yet implemented");
             ExitCode::FAILURE
         }
