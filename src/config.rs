@@ -200,11 +200,22 @@ pub struct ProvidersConfig {
 }
 
 /// `[providers.stt]`, chosen by `kind`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[derive(Debug, Clone)]
 pub enum SttConfig {
     /// Fixed-latency fake: a final transcript `final_after_ms` after each utterance ends.
     Scripted(ScriptedSttConfig),
+}
+
+impl<'de> Deserialize<'de> for SttConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (kind, rest) = split_kind::<D::Error>(toml::Table::deserialize(d)?)?;
+        match kind.as_str() {
+            "scripted" => Ok(SttConfig::Scripted(from_table(rest)?)),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown kind `{other}`, expected one of: scripted"
+            ))),
+        }
+    }
 }
 
 impl Default for SttConfig {
@@ -233,11 +244,22 @@ impl Default for ScriptedSttConfig {
 }
 
 /// `[providers.llm]`, chosen by `kind`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[derive(Debug, Clone)]
 pub enum LlmConfig {
     /// Fixed-latency fake streaming a canned reply.
     Scripted(ScriptedLlmConfig),
+}
+
+impl<'de> Deserialize<'de> for LlmConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (kind, rest) = split_kind::<D::Error>(toml::Table::deserialize(d)?)?;
+        match kind.as_str() {
+            "scripted" => Ok(LlmConfig::Scripted(from_table(rest)?)),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown kind `{other}`, expected one of: scripted"
+            ))),
+        }
+    }
 }
 
 impl Default for LlmConfig {
@@ -269,11 +291,22 @@ impl Default for ScriptedLlmConfig {
 }
 
 /// `[providers.tts]`, chosen by `kind`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[derive(Debug, Clone)]
 pub enum TtsConfig {
     /// Fixed-latency fake that answers every text with the same audio.
     Scripted(ScriptedTtsConfig),
+}
+
+impl<'de> Deserialize<'de> for TtsConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (kind, rest) = split_kind::<D::Error>(toml::Table::deserialize(d)?)?;
+        match kind.as_str() {
+            "scripted" => Ok(TtsConfig::Scripted(from_table(rest)?)),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown kind `{other}`, expected one of: scripted"
+            ))),
+        }
+    }
 }
 
 impl Default for TtsConfig {
@@ -300,7 +333,37 @@ impl ScriptedTtsConfig {
     }
 }
 
-/// Round-trip helper for range checks.
+/// Marks a nested key path inside a custom error so [`Config::from_toml`] can
+/// report the full dotted key.
+const PATH_MARK: char = '\u{1}';
+
+/// Take `kind` out of a provider table.
+fn split_kind<E: serde::de::Error>(mut t: toml::Table) -> Result<(String, toml::Table), E> {
+    match t.remove("kind") {
+        Some(toml::Value::String(k)) => Ok((k, t)),
+        Some(_) => Err(E::custom(format!(
+            "{PATH_MARK}kind{PATH_MARK}must be a string"
+        ))),
+        None => Err(E::custom("missing `kind` (e.g. kind = \"scripted\")")),
+    }
+}
+
+/// Deserialize the rest of a provider table, keeping the key path of errors.
+fn from_table<T: serde::de::DeserializeOwned, E: serde::de::Error>(t: toml::Table) -> Result<T, E> {
+    serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let message = inner
+            .lines()
+            .last()
+            .unwrap_or("invalid value")
+            .trim()
+            .to_string();
+        E::custom(format!("{PATH_MARK}{path}{PATH_MARK}{message}"))
+    })
+}
+
+/// Range check for a millisecond setting.
 fn check_ms(key: &str, v: u32, lo: u32, hi: u32, multiple_of_20: bool) -> Result<(), ConfigError> {
     if v < lo || v > hi {
         return Err(ConfigError::invalid(
@@ -337,6 +400,19 @@ impl Config {
                 .unwrap_or("invalid value")
                 .trim()
                 .to_string();
+            // A nested path from a hand-written section deserializer.
+            let mut parts = message.splitn(3, PATH_MARK);
+            if let (Some(_), Some(sub), Some(msg)) = (parts.next(), parts.next(), parts.next()) {
+                let key = if sub.is_empty() || sub == "." {
+                    key
+                } else {
+                    format!("{key}.{sub}")
+                };
+                return ConfigError::Parse {
+                    key,
+                    message: msg.to_string(),
+                };
+            }
             ConfigError::Parse { key, message }
         })?;
         cfg.validate()?;
@@ -515,5 +591,8 @@ mod tests {
         assert!(err("[call]\nmax_ahead_ms = 100\n").contains("call.max_ahead_ms"));
         assert!(err("[business]\ntimezone = \"Mars/Olympus\"\n").contains("business.timezone"));
         assert!(err("[providers.tts]\nkind = \"shouty\"\n").contains("providers.tts"));
+        let e = err("[providers.llm]\nkind = \"scripted\"\nreply = 5\n");
+        assert!(e.contains("`providers.llm.reply`"), "{e}");
+        assert!(!e.contains('\u{1}'));
     }
 }

@@ -1,0 +1,239 @@
+//! The HTTP server in-process on port 0: health, readiness, metrics, the
+//! call cap, malformed carrier input, and draining on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use frontdesk::config::Config;
+use frontdesk::http::{self, AppState};
+use frontdesk::providers::Providers;
+
+async fn start(
+    config: Config,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let providers = Providers::from_config(&config).unwrap();
+    let api = frontdesk::http::api::ApiState::from_config(&config)
+        .await
+        .unwrap();
+    let state = AppState::new(Arc::new(config), providers, api);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        http::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (addr, tx, task)
+}
+
+fn quiet_config() -> Config {
+    let mut c = Config::from_toml("[call]\ngreeting = \"\"\n").unwrap();
+    c.storage.url = Some("sqlite::memory:".into());
+    c
+}
+
+const START: &str = r#"{"event":"start","streamSid":"MZ1","start":{"streamSid":"MZ1","callSid":"CA1","accountSid":"AC1"}}"#;
+
+async fn status(url: String) -> u16 {
+    reqwest::get(url)
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let (addr, _stop, _task) = start(quiet_config()).await;
+    assert_eq!(status(format!("http://{addr}/healthz")).await, 200);
+    assert_eq!(status(format!("http://{addr}/readyz")).await, 200);
+    let m = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "frontdesk_active_calls 0",
+        "frontdesk_frames_in_total",
+        "frontdesk_malformed_messages_total",
+        "frontdesk_turn_latency_ms_bucket",
+        "frontdesk_barge_in_latency_ms_bucket",
+        "frontdesk_playout_underruns_total",
+    ] {
+        assert!(m.contains(name), "missing {name}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_messages_are_counted_and_the_call_goes_on() {
+    let (addr, _stop, _task) = start(quiet_config()).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/media/twilio"))
+        .await
+        .unwrap();
+    ws.send(Message::text(START)).await.unwrap();
+    for junk in [
+        "{oops",
+        r#"{"event":"media","streamSid":"MZ1","media":{"payload":"***"}}"#,
+        r#"{"event":"nope"}"#,
+    ] {
+        ws.send(Message::text(junk)).await.unwrap();
+    }
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    ws.send(Message::text("x".repeat(70_000))).await.unwrap();
+    // Still alive: a ping is answered.
+    ws.send(Message::Ping(vec![7].into())).await.unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Pong(p) = m {
+                return p.to_vec();
+            }
+        }
+        vec![]
+    })
+    .await
+    .unwrap();
+    assert_eq!(pong, vec![7]);
+    let m = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("frontdesk_malformed_messages_total 5"), "{m}");
+    assert!(m.contains("frontdesk_active_calls 1"), "{m}");
+}
+
+#[tokio::test]
+async fn calls_over_the_cap_are_refused() {
+    let mut c = quiet_config();
+    c.server.max_calls = 1;
+    let (addr, _stop, _task) = start(c).await;
+    let url = format!("ws://{addr}/media/twilio");
+    let (_first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let second = tokio_tungstenite::connect_async(&url).await;
+    let Err(tokio_tungstenite::tungstenite::Error::Http(resp)) = second else {
+        panic!("second call was not refused")
+    };
+    assert_eq!(resp.status().as_u16(), 503);
+}
+
+#[tokio::test]
+async fn shutdown_drains_live_calls_then_stops() {
+    let mut c = quiet_config();
+    c.server.drain_grace_s = 30;
+    let (addr, stop, task) = start(c).await;
+    let url = format!("ws://{addr}/media/twilio");
+    let (mut live, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    live.send(Message::text(START)).await.unwrap();
+    stop.send(()).unwrap();
+    // Readiness goes false and new streams are refused while the call lives.
+    let mut ready = 200;
+    for _ in 0..100 {
+        ready = status(format!("http://{addr}/readyz")).await;
+        if ready == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready, 503);
+    assert!(tokio_tungstenite::connect_async(&url).await.is_err());
+    assert!(!task.is_finished(), "the server waits for the live call");
+    // The live call still works, then ends; the server then stops.
+    live.send(Message::text(r#"{"event":"stop","streamSid":"MZ1"}"#))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn calls_still_live_after_the_grace_are_ended() {
+    let mut c = quiet_config();
+    c.server.drain_grace_s = 0;
+    let (addr, stop, task) = start(c).await;
+    let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/media/twilio"))
+        .await
+        .unwrap();
+    live.send(Message::text(START)).await.unwrap();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match live.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return true,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(end, Ok(true), "the server closed the call");
+}
+
+/// A writer that keeps everything logged, for the PII check.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn phone_numbers_never_reach_the_logs() {
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (addr, stop, task) = start(quiet_config()).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/media/twilio"))
+        .await
+        .unwrap();
+    let start_msg = START.replace(
+        r#""accountSid":"AC1""#,
+        r#""accountSid":"AC1","customParameters":{"from":"+447700900123","caller_name":"Jane Doe"}"#,
+    );
+    ws.send(Message::text(start_msg)).await.unwrap();
+    ws.send(Message::text("{broken")).await.unwrap();
+    ws.send(Message::text(r#"{"event":"stop","streamSid":"MZ1"}"#))
+        .await
+        .unwrap();
+    while let Some(Ok(m)) = ws.next().await {
+        if let Message::Close(_) = m {
+            break;
+        }
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("stream started"),
+        "the call was logged: {text}"
+    );
+    assert!(text.contains("+…23"), "masked number present: {text}");
+    for secret in ["7700900123", "Jane Doe"] {
+        assert!(!text.contains(secret), "{secret} leaked into logs:\n{text}");
+    }
+}
