@@ -371,7 +371,7 @@ fn check_ms(key: &str, v: u32, lo: u32, hi: u32, multiple_of_20: bool) -> Result
             format!("{v} is out of range; allowed {lo}–{hi} ms"),
         ));
     }
-    if multiple_of_20 && v % 20 != 0 {
+    if multiple_of_20 && !v.is_multiple_of(20) {
         return Err(ConfigError::invalid(
             key,
             format!("{v} is not a multiple of 20 ms (the audio frame length)"),

@@ -410,7 +410,7 @@ impl CallCore {
             return;
         };
         // Marks play in order: this one confirms every earlier one too.
-        let (_, pos) = r.marks.drain(..=i).last().unwrap_or_default();
+        let (_, pos) = r.marks.drain(..=i).next_back().unwrap_or_default();
         r.confirmed = r.confirmed.max(pos);
         if r.confirmed == r.sent && r.queue.is_empty() && !r.audio_done && !r.underrun_counted {
             r.underrun_counted = true;

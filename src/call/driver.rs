@@ -94,6 +94,15 @@ fn chat_history(system: &str, turns: &[TurnRecord]) -> Vec<ChatMessage> {
     out
 }
 
+/// Count a rejected carrier message; log the first few and then every 100th.
+fn reject(count: &mut u64, metrics: &Metrics, e: &crate::carrier::CarrierError) {
+    *count += 1;
+    metrics.malformed_messages.fetch_add(1, Relaxed);
+    if *count <= 5 || count.is_multiple_of(100) {
+        warn!(error = %e, count = *count, "rejected carrier message");
+    }
+}
+
 async fn next_stt(stt: &mut Option<SttSession>) -> Option<crate::providers::SttEvent> {
     match stt {
         Some(s) => s.events.recv().await,
@@ -176,22 +185,12 @@ pub async fn run_call<C: CarrierCodec>(
                                 Ok(CallEvent::Dtmf(d)) => core.handle_dtmf(d, now),
                                 Ok(CallEvent::Stop) => core.handle_stop(now),
                                 Ok(CallEvent::Connected | CallEvent::Ignored) => {}
-                                Err(e) => {
-                                    malformed += 1;
-                                    metrics.malformed_messages.fetch_add(1, Relaxed);
-                                    if malformed <= 5 || malformed % 100 == 0 {
-                                        warn!(error = %e, count = malformed, "rejected carrier message");
-                                    }
-                                }
+                                Err(e) => reject(&mut malformed, &metrics, &e),
                             }
                         }
                         Some(Ok(Message::Binary(data))) => {
                             if let Err(e) = codec.parse_binary(&data) {
-                                malformed += 1;
-                                metrics.malformed_messages.fetch_add(1, Relaxed);
-                                if malformed <= 5 || malformed % 100 == 0 {
-                                    warn!(error = %e, count = malformed, "rejected carrier message");
-                                }
+                                reject(&mut malformed, &metrics, &e);
                             }
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}

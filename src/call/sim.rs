@@ -332,7 +332,7 @@ impl Sim {
                     self.log.sent.push((now, o.clone()));
                     self.sends += 1;
                     let jitter = if self.world.jitter_every > 0
-                        && self.sends % self.world.jitter_every == 0
+                        && self.sends.is_multiple_of(self.world.jitter_every)
                     {
                         self.world.jitter_ms
                     } else {
