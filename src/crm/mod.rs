@@ -1,5 +1,6 @@
-//! E.164 normalisation and the `Crm` trait: local CRM in the store and HubSpot.
-//! (Placeholder until the CRM issue lands.)
+//! E.164 normalisation and the `Crm` trait.
+
+pub mod phone;
 
 use serde::Deserialize;
 
