@@ -55,8 +55,49 @@ fn main() -> ExitCode {
                 ExitCode::from(64)
             }
         },
+        Command::Migrate { config } => migrate(config),
         _ => {
             eprintln!("not yet implemented");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `frontdesk migrate`: apply pending migrations to the configured database.
+fn migrate(config: Option<PathBuf>) -> ExitCode {
+    let cfg = match config {
+        Some(path) => match frontdesk::config::Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(64);
+            }
+        },
+        None => frontdesk::config::Config::default(),
+    };
+    let url = cfg.storage.url_from_env();
+    let run = async { frontdesk::store::migrate(&url, &cfg.storage).await };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run).map_err(anyhow::Error::from));
+    match result {
+        Ok(r) => {
+            for (version, description) in &r.applied {
+                println!("applied {version} {description}");
+            }
+            println!(
+                "{} ({:?}): {} applied, {} already present",
+                r.url,
+                r.backend,
+                r.applied.len(),
+                r.already
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("migrate failed: {e:#}");
             ExitCode::FAILURE
         }
     }
