@@ -100,7 +100,7 @@ impl super::Calendar for LocalCalendar {
         let now = self.clock.now();
         let o = self.owner(owner)?;
         let start = from.unwrap_or_else(|| next_business_day(o, now));
-        let end = window_end(start, days, tz).min(now + self.rules.horizon);
+        let end = window_end(start, days, o.tz).min(now + self.rules.horizon);
         let lo = start.max(now + self.rules.min_notice);
         if lo >= end {
             return Ok(Vec::new());

@@ -100,7 +100,9 @@ pub fn next_business_day(owner: &Owner, now: DateTime<Utc>) -> DateTime<Utc> {
     start_of_day(owner.tz, today.succ_opt().unwrap_or(today))
 }
 
-/// The end of a window of `days` calendar days in zone `tz` starting at `from`.
+/// The end of a window of `days` calendar days in zone `tz` (the owner's)
+/// starting at `from`: local midnight after the last day, so DST days count
+/// as whole days.
 pub fn window_end(from: DateTime<Utc>, days: u32, tz: Tz) -> DateTime<Utc> {
     let d = from.with_timezone(&tz).date_naive();
     match d.checked_add_days(chrono::Days::new(u64::from(days))) {

@@ -361,8 +361,15 @@ impl FromRequestParts<AppState> for Authorised {
 
 /// Parse a JSON body, naming the field on failure.
 fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        ApiError::field("(body)", msg.split(" at line ").next().unwrap_or("not JSON"))
+    })?;
+    // serde would read a struct from an array too; only objects are payloads.
+    if !value.is_object() {
+        return Err(ApiError::field("(body)", "must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
@@ -374,7 +381,7 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
         let field = match (path.as_str(), quoted) {
             (".", Some(q)) | ("", Some(q)) => q.to_string(),
             (".", None) | ("", None) => "(body)".to_string(),
-            (p, Some(q)) if msg.starts_with("unknown field") => format!("{p}.{q}"),
+            // serde_path_to_error's path already ends with the unknown field.
             (p, _) => p.to_string(),
         };
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
@@ -779,14 +786,14 @@ mod tests {
 
     #[test]
     fn body_errors_name_the_field() {
-        let e = parse_body::<LeadIn>(&Bytes::from_static(b"{\"name\":\"x\"}")).unwrap_err();
+        let e = parse_body::<LeadIn>(&Bytes::from_static(b"{\"name\":\"x\"}")).err().expect("an error");
         assert_eq!(e.field.as_deref(), Some("phone"));
         let e = parse_body::<LeadIn>(&Bytes::from_static(b"{\"phone\":\"1\",\"phon\":2}"))
-            .unwrap_err();
+            .err().expect("an error");
         assert_eq!(e.field.as_deref(), Some("phon"));
-        let e = parse_body::<LeadIn>(&Bytes::from_static(b"{\"phone\":5}")).unwrap_err();
+        let e = parse_body::<LeadIn>(&Bytes::from_static(b"{\"phone\":5}")).err().expect("an error");
         assert_eq!(e.field.as_deref(), Some("phone"));
-        let e = parse_body::<LeadIn>(&Bytes::from_static(b"not json")).unwrap_err();
+        let e = parse_body::<LeadIn>(&Bytes::from_static(b"not json")).err().expect("an error");
         assert_eq!(e.field.as_deref(), Some("(body)"));
     }
 
