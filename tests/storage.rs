@@ -55,8 +55,8 @@ on_both_databases!(local_crm_contract, super::local_crm_passes_the_crm_contract)
 async fn expired_hold_frees_slot_without_timer(db: TestDb) {
     let clock = Arc::new(ManualClock::new(t("2025-10-13T08:00:00Z")));
     let s = store(&db).await;
-    let cal = LocalCalendar::new(s.clone(), &common::config().calendar, clock.clone())
-        .expect("calendar");
+    let cal =
+        LocalCalendar::new(s.clone(), &common::config().calendar, clock.clone()).expect("calendar");
     let key = SlotKey {
         owner: "alex".into(),
         start: t("2025-10-14T09:00:00Z"), // Tuesday 10:00 London
@@ -74,29 +74,60 @@ async fn expired_hold_frees_slot_without_timer(db: TestDb) {
         .expect("slots");
     assert!(free.iter().any(|x| x.start == key.start));
     let claimed = s
-        .claimed_starts("alex", key.start, key.start + chrono::Duration::hours(1), t("2025-10-13T08:00:00Z"))
+        .claimed_starts(
+            "alex",
+            key.start,
+            key.start + chrono::Duration::hours(1),
+            t("2025-10-13T08:00:00Z"),
+        )
         .await
         .expect("claims");
-    assert_eq!(claimed, vec![key.start], "the expired claim row was not deleted");
-    let again = cal.hold(&key, Duration::from_secs(90)).await.expect("re-hold");
+    assert_eq!(
+        claimed,
+        vec![key.start],
+        "the expired claim row was not deleted"
+    );
+    let again = cal
+        .hold(&key, Duration::from_secs(90))
+        .await
+        .expect("re-hold");
     assert!(matches!(
         cal.confirm(&hold.id, &common::attendee()).await,
         Err(frontdesk::booking::BookingError::HoldExpired)
     ));
-    let booking = cal.confirm(&again.id, &common::attendee()).await.expect("book");
+    let booking = cal
+        .confirm(&again.id, &common::attendee())
+        .await
+        .expect("book");
     // Booked: no amount of time frees it, and a sweep leaves it alone.
     clock.set(t("2025-12-01T00:00:00Z"));
     assert_eq!(s.sweep_expired_claims(clock.now()).await.expect("sweep"), 0);
-    let r = s.claim_slot("alex", key.start, key.start + chrono::Duration::minutes(30), clock.now() + chrono::Duration::minutes(1), clock.now()).await.expect("claim");
+    let r = s
+        .claim_slot(
+            "alex",
+            key.start,
+            key.start + chrono::Duration::minutes(30),
+            clock.now() + chrono::Duration::minutes(1),
+            clock.now(),
+        )
+        .await
+        .expect("claim");
     assert_eq!(r, frontdesk::store::ClaimOutcome::Taken);
     let stored = s.booking(&booking.id).await.expect("get").expect("booking");
     assert_eq!(stored.start, key.start);
     // A sweep removes only lapsed holds.
-    let other = SlotKey { owner: "alex".into(), start: t("2025-12-02T10:00:00Z") };
-    cal.hold(&other, Duration::from_secs(60)).await.expect("hold");
+    let other = SlotKey {
+        owner: "alex".into(),
+        start: t("2025-12-02T10:00:00Z"),
+    };
+    cal.hold(&other, Duration::from_secs(60))
+        .await
+        .expect("hold");
     assert_eq!(s.sweep_expired_claims(clock.now()).await.expect("sweep"), 0);
     assert_eq!(
-        s.sweep_expired_claims(clock.now() + chrono::Duration::seconds(61)).await.expect("sweep"),
+        s.sweep_expired_claims(clock.now() + chrono::Duration::seconds(61))
+            .await
+            .expect("sweep"),
         1
     );
 }
@@ -106,33 +137,61 @@ on_both_databases!(hold_expiry, super::expired_hold_frees_slot_without_timer);
 async fn outbox_leases_and_retries(db: TestDb) {
     let s = store(&db).await;
     let now = t("2025-10-13T08:00:00Z");
-    assert!(s.enqueue_outbox("slack.card", "{\"a\":1}", "card:CA1", now).await.expect("enqueue"));
-    assert!(!s.enqueue_outbox("slack.card", "{\"a\":2}", "card:CA1", now).await.expect("dup"));
-    assert!(s.enqueue_outbox("slack.card", "{}", "card:CA2", now).await.expect("enqueue"));
+    assert!(s
+        .enqueue_outbox("slack.card", "{\"a\":1}", "card:CA1", now)
+        .await
+        .expect("enqueue"));
+    assert!(!s
+        .enqueue_outbox("slack.card", "{\"a\":2}", "card:CA1", now)
+        .await
+        .expect("dup"));
+    assert!(s
+        .enqueue_outbox("slack.card", "{}", "card:CA2", now)
+        .await
+        .expect("enqueue"));
     let lease_end = now + chrono::Duration::seconds(30);
     let a = s.lease_outbox(now, lease_end, 1).await.expect("lease");
     let b = s.lease_outbox(now, lease_end, 10).await.expect("lease");
     assert_eq!((a.len(), b.len()), (1, 1));
     assert_ne!(a[0].id, b[0].id);
-    assert!(s.lease_outbox(now, lease_end, 10).await.expect("lease").is_empty());
-    s.outbox_delivered(&a[0].id, now).await.expect("delivered");
-    s.outbox_failed(&b[0].id, "slack 500", Some(now + chrono::Duration::minutes(1)))
+    assert!(s
+        .lease_outbox(now, lease_end, 10)
         .await
-        .expect("failed");
+        .expect("lease")
+        .is_empty());
+    s.outbox_delivered(&a[0].id, now).await.expect("delivered");
+    s.outbox_failed(
+        &b[0].id,
+        "slack 500",
+        Some(now + chrono::Duration::minutes(1)),
+    )
+    .await
+    .expect("failed");
     // The lease of the failed one ran out; it is due again at its retry time.
     let later = now + chrono::Duration::minutes(2);
-    let c = s.lease_outbox(later, later + chrono::Duration::seconds(30), 10).await.expect("lease");
+    let c = s
+        .lease_outbox(later, later + chrono::Duration::seconds(30), 10)
+        .await
+        .expect("lease");
     assert_eq!(c.len(), 1);
     assert_eq!((c[0].id.clone(), c[0].attempts), (b[0].id.clone(), 2));
-    s.outbox_failed(&c[0].id, "gave up", None).await.expect("fail");
+    s.outbox_failed(&c[0].id, "gave up", None)
+        .await
+        .expect("fail");
     let items = s.outbox_items("slack.card").await.expect("items");
     assert_eq!(items.len(), 2);
     let by_id = |id: &str| items.iter().find(|i| i.id == id).expect("item").clone();
     assert_eq!(by_id(&a[0].id).status, OutboxStatus::Delivered);
     assert_eq!(by_id(&b[0].id).status, OutboxStatus::Failed);
     assert_eq!(by_id(&b[0].id).last_error.as_deref(), Some("gave up"));
-    let first = items.iter().find(|i| i.idempotency_key == "card:CA1").expect("CA1");
-    assert_eq!(first.payload, "{\"a\":1}", "the duplicate enqueue changed nothing");
+    let first = items
+        .iter()
+        .find(|i| i.idempotency_key == "card:CA1")
+        .expect("CA1");
+    assert_eq!(
+        first.payload, "{\"a\":1}",
+        "the duplicate enqueue changed nothing"
+    );
 }
 on_both_databases!(outbox, super::outbox_leases_and_retries);
 
@@ -152,10 +211,18 @@ async fn call_activity_log(db: TestDb) {
     assert_eq!(s.upsert_call(&call, now).await.expect("same call"), id);
     for (i, kind) in ["ring_owner", "ring_team", "ai_backup"].iter().enumerate() {
         let at = now + chrono::Duration::seconds(20 * i as i64);
-        assert!(s.add_call_event(&id, at, kind, "stage").await.expect("event"));
+        assert!(s
+            .add_call_event(&id, at, kind, "stage")
+            .await
+            .expect("event"));
     }
-    assert!(!s.add_call_event("nope", now, "x", "y").await.expect("no call"));
-    s.set_call_status(&id, "completed", Some(now + chrono::Duration::minutes(3))).await.expect("status");
+    assert!(!s
+        .add_call_event("nope", now, "x", "y")
+        .await
+        .expect("no call"));
+    s.set_call_status(&id, "completed", Some(now + chrono::Duration::minutes(3)))
+        .await
+        .expect("status");
     let calls = s.list_calls(None, 10).await.expect("list");
     assert_eq!(calls.len(), 1);
     let kinds: Vec<&str> = calls[0].events.iter().map(|e| e.kind.as_str()).collect();

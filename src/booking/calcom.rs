@@ -186,9 +186,7 @@ fn iso(t: DateTime<Utc>) -> String {
 fn remote_error(status: StatusCode, body: &Value) -> BookingError {
     let env: Option<ErrorEnvelope> = serde_json::from_value(body.clone()).ok();
     let (code, message) = match env {
-        Some(ErrorEnvelope {
-            error: Some(e), ..
-        }) => (
+        Some(ErrorEnvelope { error: Some(e), .. }) => (
             e.code.unwrap_or_default(),
             match e.message {
                 Some(Value::String(s)) => s,
@@ -317,7 +315,12 @@ impl CalcomCalendar {
                             let d = wait
                                 .unwrap_or_else(|| backoff(attempt, Duration::from_secs(1), cap))
                                 .min(cap);
-                            tracing::warn!(path, attempt, wait_ms = d.as_millis() as u64, "cal.com rate limit, backing off");
+                            tracing::warn!(
+                                path,
+                                attempt,
+                                wait_ms = d.as_millis() as u64,
+                                "cal.com rate limit, backing off"
+                            );
                             self.sleeper.sleep(d).await;
                             attempt += 1;
                             continue;
@@ -646,7 +649,9 @@ impl super::Calendar for CalcomCalendar {
             Ok((s, body)) => {
                 tracing::warn!(error = %remote_error(s, &body), "could not delete cal.com reservation after booking")
             }
-            Err(e) => tracing::warn!(error = %e, "could not delete cal.com reservation after booking"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not delete cal.com reservation after booking")
+            }
         }
         Ok(Booking {
             id: b.uid,

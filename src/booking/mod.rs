@@ -230,7 +230,12 @@ impl CalendarConfig {
         let ranges: [(&str, u32, u32, u32); 5] = [
             ("calendar.slot_minutes", self.slot_minutes, 5, 480),
             ("calendar.buffer_minutes", self.buffer_minutes, 0, 240),
-            ("calendar.min_notice_minutes", self.min_notice_minutes, 0, 43_200),
+            (
+                "calendar.min_notice_minutes",
+                self.min_notice_minutes,
+                0,
+                43_200,
+            ),
             ("calendar.horizon_days", self.horizon_days, 1, 365),
             ("calendar.hold_ttl_s", self.hold_ttl_s, 5, 3600),
         ];
@@ -302,10 +307,7 @@ impl CalendarConfig {
                             format!("`{r}` is not a range like \"09:00-17:00\" (start before end)"),
                         )
                     })?;
-                    if week[d]
-                        .iter()
-                        .any(|&(a, b)| parsed.0 < b && a < parsed.1)
-                    {
+                    if week[d].iter().any(|&(a, b)| parsed.0 < b && a < parsed.1) {
                         return Err(ConfigError::invalid(
                             format!("calendar.owners[{i}].hours.{name}[{j}]"),
                             format!("`{r}` overlaps an earlier range of the same day"),

@@ -223,8 +223,16 @@ mod tests {
     fn grid_with_buffer() {
         let (o, mut r) = owner("UTC", WeekHours::weekdays("09:00-11:00"));
         r.step = Duration::minutes(45); // 30-minute slots, 15-minute buffer
-        let s = slots_between(&o, &r, utc("2025-10-13T00:00:00Z"), utc("2025-10-14T00:00:00Z"));
-        let starts: Vec<String> = s.iter().map(|(a, _)| a.format("%H:%M").to_string()).collect();
+        let s = slots_between(
+            &o,
+            &r,
+            utc("2025-10-13T00:00:00Z"),
+            utc("2025-10-14T00:00:00Z"),
+        );
+        let starts: Vec<String> = s
+            .iter()
+            .map(|(a, _)| a.format("%H:%M").to_string())
+            .collect();
         // 10:30–11:00 ends exactly at closing time, so it is offered.
         assert_eq!(starts, ["09:00", "09:45", "10:30"]);
     }
@@ -237,14 +245,27 @@ mod tests {
         };
         let (o, r) = owner("Europe/London", hours);
         // 2025-03-30: 01:00–02:00 does not exist in London.
-        let spring = slots_between(&o, &r, utc("2025-03-29T12:00:00Z"), utc("2025-03-30T12:00:00Z"));
+        let spring = slots_between(
+            &o,
+            &r,
+            utc("2025-03-29T12:00:00Z"),
+            utc("2025-03-30T12:00:00Z"),
+        );
         let local: Vec<String> = spring
             .iter()
             .map(|(s, _)| s.with_timezone(&o.tz).format("%H:%M").to_string())
             .collect();
-        assert_eq!(local, ["00:00", "00:30", "02:00", "02:30", "03:00", "03:30"]);
+        assert_eq!(
+            local,
+            ["00:00", "00:30", "02:00", "02:30", "03:00", "03:30"]
+        );
         // 2025-10-26: 01:00–02:00 happens twice; each wall time is offered once.
-        let autumn = slots_between(&o, &r, utc("2025-10-25T12:00:00Z"), utc("2025-10-26T12:00:00Z"));
+        let autumn = slots_between(
+            &o,
+            &r,
+            utc("2025-10-25T12:00:00Z"),
+            utc("2025-10-26T12:00:00Z"),
+        );
         assert_eq!(autumn.len(), 8);
         assert_eq!(autumn[2].0, utc("2025-10-26T00:00:00Z")); // 01:00 BST, the earlier one
         assert!(autumn.windows(2).all(|w| w[0].0 < w[1].0));
@@ -267,8 +288,14 @@ mod tests {
         let london: Tz = "Europe/London".parse().unwrap();
         let ny: Tz = "America/New_York".parse().unwrap();
         let now = utc("2025-10-13T08:00:00Z"); // Monday
-        assert_eq!(spoken(utc("2025-10-13T15:00:00Z"), london, london, now), "today at 4 pm");
-        assert_eq!(spoken(utc("2025-10-14T13:00:00Z"), london, london, now), "tomorrow at 2 pm");
+        assert_eq!(
+            spoken(utc("2025-10-13T15:00:00Z"), london, london, now),
+            "today at 4 pm"
+        );
+        assert_eq!(
+            spoken(utc("2025-10-14T13:00:00Z"), london, london, now),
+            "tomorrow at 2 pm"
+        );
         assert_eq!(
             spoken(utc("2025-10-16T09:30:00Z"), london, london, now),
             "Thursday at 10:30 am"
@@ -284,7 +311,13 @@ mod tests {
         );
         // Just after midnight UTC it is still "today" (the evening) in New York.
         let late = utc("2025-10-14T02:00:00Z");
-        assert_eq!(spoken(utc("2025-10-14T03:30:00Z"), ny, london, late), "today at 11:30 pm New York time");
-        assert_eq!(spoken(utc("2025-10-14T04:00:00Z"), ny, ny, late), "tomorrow at 12 am");
+        assert_eq!(
+            spoken(utc("2025-10-14T03:30:00Z"), ny, london, late),
+            "today at 11:30 pm New York time"
+        );
+        assert_eq!(
+            spoken(utc("2025-10-14T04:00:00Z"), ny, ny, late),
+            "tomorrow at 12 am"
+        );
     }
 }

@@ -25,8 +25,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    normalise, split_name, CallLog, Contact, ContactInput, Crm, CrmError, Direction, Meeting,
-    Task, E164,
+    normalise, split_name, CallLog, Contact, ContactInput, Crm, CrmError, Direction, Meeting, Task,
+    E164,
 };
 use crate::booking::clock::{backoff, retry_after};
 use crate::booking::Sleeper;
@@ -271,7 +271,13 @@ impl HubspotCrm {
                 let d = wait
                     .unwrap_or_else(|| backoff(attempt, Duration::from_secs(1), cap))
                     .min(cap);
-                tracing::warn!(path, attempt, policy, wait_ms = d.as_millis() as u64, "hubspot rate limit, backing off");
+                tracing::warn!(
+                    path,
+                    attempt,
+                    policy,
+                    wait_ms = d.as_millis() as u64,
+                    "hubspot rate limit, backing off"
+                );
                 self.sleeper.sleep(d).await;
                 attempt += 1;
                 continue;
@@ -379,9 +385,7 @@ impl HubspotCrm {
     async fn search(&self, phone: &E164) -> Result<Option<Object>, CrmError> {
         let e164 = phone.as_str();
         let national = phone.national_digits();
-        let eq = |prop: &str, v: &str| {
-            json!({"filters": [{"propertyName": prop, "operator": "EQ", "value": v}]})
-        };
+        let eq = |prop: &str, v: &str| json!({"filters": [{"propertyName": prop, "operator": "EQ", "value": v}]});
         let body = json!({
             "filterGroups": [
                 eq(&self.cfg.phone_property, e164),
@@ -463,8 +467,9 @@ impl HubspotCrm {
         );
         let (status, resp) = self.call(Method::PATCH, &path, Some(&body), true).await?;
         match status {
-            s if s.is_success() => serde_json::from_value(resp)
-                .map_err(|e| bad_response(format!("contact: {e}"))),
+            s if s.is_success() => {
+                serde_json::from_value(resp).map_err(|e| bad_response(format!("contact: {e}")))
+            }
             StatusCode::NOT_FOUND => Err(CrmError::ContactNotFound),
             s => Err(remote_error(s, &resp)),
         }
@@ -524,10 +529,7 @@ fn html_escape(s: &str) -> String {
 #[async_trait]
 impl Crm for HubspotCrm {
     async fn lookup_by_phone(&self, phone: &E164) -> Result<Option<Contact>, CrmError> {
-        Ok(self
-            .find(phone)
-            .await?
-            .map(|o| self.contact_of(&o, phone)))
+        Ok(self.find(phone).await?.map(|o| self.contact_of(&o, phone)))
     }
 
     async fn upsert(&self, c: &ContactInput) -> Result<Contact, CrmError> {
@@ -537,16 +539,12 @@ impl Crm for HubspotCrm {
         }
         let body = json!({"properties": self.contact_properties(c, true)});
         let (status, resp) = self
-            .call(
-                Method::POST,
-                "/crm/v3/objects/contacts",
-                Some(&body),
-                false,
-            )
+            .call(Method::POST, "/crm/v3/objects/contacts", Some(&body), false)
             .await?;
         let o: Object = match status {
-            s if s.is_success() => serde_json::from_value(resp)
-                .map_err(|e| bad_response(format!("contact: {e}")))?,
+            s if s.is_success() => {
+                serde_json::from_value(resp).map_err(|e| bad_response(format!("contact: {e}")))?
+            }
             // Same email (or same unique phone property, created by another
             // node a moment ago): update that contact instead.
             StatusCode::CONFLICT => match existing_id(&resp) {

@@ -87,8 +87,15 @@ impl Crm for LocalCrm {
 
     async fn add_task(&self, contact_id: &str, task: &Task) -> Result<String, CrmError> {
         let body = task.body.as_ref().map(|b| b.expose().as_str());
-        self.activity(contact_id, "task", Some(&task.subject), body, task.due, None)
-            .await
+        self.activity(
+            contact_id,
+            "task",
+            Some(&task.subject),
+            body,
+            task.due,
+            None,
+        )
+        .await
     }
 
     async fn log_call(&self, contact_id: &str, call: &CallLog) -> Result<String, CrmError> {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use hubspot::HubspotCrm;
 pub use local::LocalCrm;
-pub use phone::{normalise, E164, PhoneError};
+pub use phone::{normalise, PhoneError, E164};
 
 use crate::config::ConfigError;
 use crate::pii::Pii;

@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use crate::booking::{
-    schedule, Attendee, BookingError, Calendar, CalendarProvider, CalcomCalendar, Clock,
+    schedule, Attendee, BookingError, CalcomCalendar, Calendar, CalendarProvider, Clock,
     LocalCalendar, SlotKey, SystemClock, TokioSleeper,
 };
 use crate::config::{Config, ConfigError};
@@ -158,9 +158,11 @@ impl Services {
                 ),
             )
         })?;
-        let business_tz: Tz = config.business.timezone.parse().map_err(|_| {
-            ConfigError::invalid("business.timezone", "not an IANA time zone")
-        })?;
+        let business_tz: Tz = config
+            .business
+            .timezone
+            .parse()
+            .map_err(|_| ConfigError::invalid("business.timezone", "not an IANA time zone"))?;
         let store = Store::connect(url, &config.storage).await?;
         let calendar: Arc<dyn Calendar> = match config.calendar.provider {
             CalendarProvider::Local => Arc::new(LocalCalendar::new(
@@ -363,7 +365,10 @@ impl FromRequestParts<AppState> for Authorised {
 fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         let msg = e.to_string();
-        ApiError::field("(body)", msg.split(" at line ").next().unwrap_or("not JSON"))
+        ApiError::field(
+            "(body)",
+            msg.split(" at line ").next().unwrap_or("not JSON"),
+        )
     })?;
     // serde would read a struct from an array too; only objects are payloads.
     if !value.is_object() {
@@ -481,7 +486,9 @@ fn path_id(id: &str) -> Result<&str, ApiError> {
     Ok(id)
 }
 
-fn query_map(q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>) -> Result<HashMap<String, String>, ApiError> {
+fn query_map(
+    q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
     q.map(|Query(m)| m)
         .map_err(|e| ApiError::field("(query)", e.body_text()))
 }
@@ -667,7 +674,8 @@ struct HoldIn {
 /// `POST /api/holds` → 201 with the hold, or 409 when the slot is taken.
 async fn create_hold(Authorised(s): Authorised, body: Bytes) -> Result<Response, ApiError> {
     let h: HoldIn = parse_body(&body)?;
-    let owner = text("owner", Some(h.owner), 64)?.ok_or_else(|| ApiError::field("owner", "required"))?;
+    let owner =
+        text("owner", Some(h.owner), 64)?.ok_or_else(|| ApiError::field("owner", "required"))?;
     let start = DateTime::parse_from_rfc3339(h.start.trim())
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| ApiError::field("start", "not an RFC 3339 time"))?;
@@ -707,7 +715,8 @@ async fn confirm_hold(
 ) -> Result<Response, ApiError> {
     let id = path_id(&id)?.to_string();
     let c: ConfirmIn = parse_body(&body)?;
-    let name = text("name", Some(c.name), 200)?.ok_or_else(|| ApiError::field("name", "required"))?;
+    let name =
+        text("name", Some(c.name), 200)?.ok_or_else(|| ApiError::field("name", "required"))?;
     let email = email(c.email)?;
     let phone = match text("phone", c.phone, 40)? {
         Some(p) => Some(phone_number(&s, "phone", &p)?),
@@ -715,7 +724,10 @@ async fn confirm_hold(
     };
     let tz = timezone("timezone", c.timezone)?;
     if email.is_none() && phone.is_none() {
-        return Err(ApiError::field("phone", "an email or a phone number is required"));
+        return Err(ApiError::field(
+            "phone",
+            "an email or a phone number is required",
+        ));
     }
     // The attendee becomes (or updates) a contact, keyed by phone.
     let contact_id = match &phone {
@@ -786,14 +798,21 @@ mod tests {
 
     #[test]
     fn body_errors_name_the_field() {
-        let e = parse_body::<LeadIn>(&Bytes::from_static(b"{\"name\":\"x\"}")).err().expect("an error");
+        let e = parse_body::<LeadIn>(&Bytes::from_static(b"{\"name\":\"x\"}"))
+            .err()
+            .expect("an error");
         assert_eq!(e.field.as_deref(), Some("phone"));
         let e = parse_body::<LeadIn>(&Bytes::from_static(b"{\"phone\":\"1\",\"phon\":2}"))
-            .err().expect("an error");
+            .err()
+            .expect("an error");
         assert_eq!(e.field.as_deref(), Some("phon"));
-        let e = parse_body::<LeadIn>(&Bytes::from_static(b"{\"phone\":5}")).err().expect("an error");
+        let e = parse_body::<LeadIn>(&Bytes::from_static(b"{\"phone\":5}"))
+            .err()
+            .expect("an error");
         assert_eq!(e.field.as_deref(), Some("phone"));
-        let e = parse_body::<LeadIn>(&Bytes::from_static(b"not json")).err().expect("an error");
+        let e = parse_body::<LeadIn>(&Bytes::from_static(b"not json"))
+            .err()
+            .expect("an error");
         assert_eq!(e.field.as_deref(), Some("(body)"));
     }
 

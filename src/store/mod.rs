@@ -285,7 +285,11 @@ impl Store {
                     } else {
                         Some(Duration::from_secs(600))
                     })
-                    .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
+                    .max_lifetime(if memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(1800))
+                    })
                     .acquire_timeout(timeout)
                     .connect_with(opts)
                     .await?;

@@ -182,8 +182,10 @@ impl Store {
     /// Items by kind, oldest first (for operators and tests).
     pub async fn outbox_items(&self, kind: &str) -> Result<Vec<OutboxItem>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM outbox WHERE kind = $1 ORDER BY created_ms, id");
-        let rows: Vec<OutboxRow> =
-            on_pool!(self, |p| sqlx::query_as(&sql).bind(kind).fetch_all(p).await?);
+        let rows: Vec<OutboxRow> = on_pool!(self, |p| sqlx::query_as(&sql)
+            .bind(kind)
+            .fetch_all(p)
+            .await?);
         rows.into_iter().map(OutboxRow::into_item).collect()
     }
 }

@@ -67,7 +67,8 @@ impl ContactRow {
 
 const CONTACT_COLUMNS: &str = "id, phone_e164, name, email, timezone, created_ms, updated_ms";
 
-const UPSERT_CONTACT: &str = "INSERT INTO contacts (id, phone_e164, name, email, timezone, created_ms, updated_ms) \
+const UPSERT_CONTACT: &str =
+    "INSERT INTO contacts (id, phone_e164, name, email, timezone, created_ms, updated_ms) \
      VALUES ($1, $2, $3, $4, $5, $6, $6) \
      ON CONFLICT (phone_e164) DO UPDATE SET \
        name = COALESCE(excluded.name, contacts.name), \
@@ -151,7 +152,8 @@ struct LeadRow {
     created_ms: i64,
 }
 
-const LEAD_COLUMNS: &str = "id, contact_id, call_sid, name, email, phone_e164, intent, tier, source, \
+const LEAD_COLUMNS: &str =
+    "id, contact_id, call_sid, name, email, phone_e164, intent, tier, source, \
      transcript_id, timezone, notes, routing_owner, status, created_ms";
 
 impl LeadRow {
@@ -334,7 +336,10 @@ impl Store {
     ) -> Result<Option<ContactRecord>, StoreError> {
         let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE phone_e164 = $1");
         let row: Option<ContactRow> = on_pool!(self, |p| {
-            sqlx::query_as(&sql).bind(phone_e164).fetch_optional(p).await?
+            sqlx::query_as(&sql)
+                .bind(phone_e164)
+                .fetch_optional(p)
+                .await?
         });
         row.map(ContactRow::into_record).transpose()
     }
@@ -342,8 +347,10 @@ impl Store {
     /// The contact with this id.
     pub async fn contact_by_id(&self, id: &str) -> Result<Option<ContactRecord>, StoreError> {
         let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = $1");
-        let row: Option<ContactRow> =
-            on_pool!(self, |p| sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
+        let row: Option<ContactRow> = on_pool!(self, |p| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await?);
         row.map(ContactRow::into_record).transpose()
     }
 
@@ -430,7 +437,8 @@ impl Store {
     ) -> Result<IngestOutcome, StoreError> {
         let now_ms = to_ms(now);
         let lead_id = new_id();
-        let insert_lead = "INSERT INTO leads (id, contact_id, call_sid, name, email, phone_e164, intent, tier, \
+        let insert_lead =
+            "INSERT INTO leads (id, contact_id, call_sid, name, email, phone_e164, intent, tier, \
              source, transcript_id, timezone, notes, routing_owner, status, created_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'new', $14) \
              ON CONFLICT (call_sid) DO NOTHING RETURNING id";

@@ -218,7 +218,8 @@ impl Store {
                booking_id = NULL, expires_ms = excluded.expires_ms \
              WHERE slot_claims.booking_id IS NULL AND slot_claims.expires_ms <= $6 \
              RETURNING hold_id";
-        let insert_hold = "INSERT INTO holds (id, owner_id, start_ms, end_ms, expires_ms, status, created_ms) \
+        let insert_hold =
+            "INSERT INTO holds (id, owner_id, start_ms, end_ms, expires_ms, status, created_ms) \
              VALUES ($1, $2, $3, $4, $5, 'held', $6)";
         let won = in_tx!(self, |tx| {
             let got: Option<(String,)> = sqlx::query_as(claim)
@@ -438,8 +439,10 @@ impl Store {
     /// A booking by id.
     pub async fn booking(&self, booking_id: &str) -> Result<Option<BookingRecord>, StoreError> {
         let sql = format!("SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = $1");
-        let row: Option<BookingRow> =
-            on_pool!(self, |p| sqlx::query_as(&sql).bind(booking_id).fetch_optional(p).await?);
+        let row: Option<BookingRow> = on_pool!(self, |p| sqlx::query_as(&sql)
+            .bind(booking_id)
+            .fetch_optional(p)
+            .await?);
         row.map(BookingRow::into_record).transpose()
     }
 

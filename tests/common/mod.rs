@@ -183,7 +183,8 @@ impl App {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
@@ -232,9 +233,18 @@ pub async fn calendar_contract(cal: &dyn Calendar, clock: &ManualClock, owner: &
     let h1 = cal.hold(&key, ttl).await.expect("first hold");
     assert_eq!(h1.start, key.start);
     assert!(h1.expires_at > clock.now());
-    assert!(matches!(cal.hold(&key, ttl).await, Err(BookingError::Taken)));
-    let after = cal.available_slots(owner, None, 7, utc).await.expect("slots");
-    assert!(after.iter().all(|s| s.start != key.start), "held slot offered");
+    assert!(matches!(
+        cal.hold(&key, ttl).await,
+        Err(BookingError::Taken)
+    ));
+    let after = cal
+        .available_slots(owner, None, 7, utc)
+        .await
+        .expect("slots");
+    assert!(
+        after.iter().all(|s| s.start != key.start),
+        "held slot offered"
+    );
 
     // Release frees it at once, and releasing twice is fine.
     cal.release(&h1.id).await.expect("release");
@@ -249,13 +259,22 @@ pub async fn calendar_contract(cal: &dyn Calendar, clock: &ManualClock, owner: &
     // Confirm books it; a booked slot can't be held, a hold can't be booked twice.
     let b = cal.confirm(&h2.id, &attendee()).await.expect("confirm");
     assert_eq!((b.start, b.owner.as_str()), (key.start, owner));
-    assert!(matches!(cal.hold(&key, ttl).await, Err(BookingError::Taken)));
+    assert!(matches!(
+        cal.hold(&key, ttl).await,
+        Err(BookingError::Taken)
+    ));
     assert!(matches!(
         cal.confirm(&h2.id, &attendee()).await,
         Err(BookingError::AlreadyConfirmed)
     ));
-    let after = cal.available_slots(owner, None, 7, utc).await.expect("slots");
-    assert!(after.iter().all(|s| s.start != key.start), "booked slot offered");
+    let after = cal
+        .available_slots(owner, None, 7, utc)
+        .await
+        .expect("slots");
+    assert!(
+        after.iter().all(|s| s.start != key.start),
+        "booked slot offered"
+    );
 
     // Cancelling frees it.
     cal.cancel(&b.id).await.expect("cancel");
@@ -268,7 +287,10 @@ pub async fn calendar_contract(cal: &dyn Calendar, clock: &ManualClock, owner: &
         start: slots[1].start,
     };
     let h4 = cal.hold(&key2, ttl).await.expect("hold");
-    assert!(matches!(cal.hold(&key2, ttl).await, Err(BookingError::Taken)));
+    assert!(matches!(
+        cal.hold(&key2, ttl).await,
+        Err(BookingError::Taken)
+    ));
     clock.set(h4.expires_at + chrono::Duration::seconds(1));
     assert!(cal
         .available_slots(owner, None, 7, utc)
@@ -335,7 +357,10 @@ pub async fn crm_contract(crm: &dyn Crm) {
         .expect("lookup")
         .expect("found by another spelling");
     assert_eq!(found.id, c1.id);
-    assert_eq!(found.name.as_ref().map(|n| n.expose().as_str()), Some("Alex Rivera"));
+    assert_eq!(
+        found.name.as_ref().map(|n| n.expose().as_str()),
+        Some("Alex Rivera")
+    );
 
     // Upsert with the third spelling updates the same contact; absent fields stay.
     let c2 = crm
@@ -348,7 +373,10 @@ pub async fn crm_contract(crm: &dyn Crm) {
         .await
         .expect("update");
     assert_eq!(c2.id, c1.id);
-    assert_eq!(c2.name.as_ref().map(|n| n.expose().as_str()), Some("Alex Rivera"));
+    assert_eq!(
+        c2.name.as_ref().map(|n| n.expose().as_str()),
+        Some("Alex Rivera")
+    );
     assert_eq!(
         c2.email.as_ref().map(|n| n.expose().as_str()),
         Some("alex.rivera@example.com")
