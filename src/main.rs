@@ -170,8 +170,43 @@ fn main() -> ExitCode {
                 Err(code) => code,
             }
         }
-        Command::Loadtest(_) | Command::Migrate { .. } => {
+        Command::Migrate { config } => migrate(config),
+        Command::Loadtest(_) => {
             eprintln!("not yet implemented");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `frontdesk migrate`: apply pending migrations to the configured database.
+fn migrate(config: Option<PathBuf>) -> ExitCode {
+    let cfg = match load_config(config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let url = cfg.storage.url_from_env();
+    let run = async { frontdesk::store::migrate(&url, &cfg.storage).await };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run).map_err(anyhow::Error::from));
+    match result {
+        Ok(r) => {
+            for (version, description) in &r.applied {
+                println!("applied {version} {description}");
+            }
+            println!(
+                "{} ({:?}): {} applied, {} already present",
+                r.url,
+                r.backend,
+                r.applied.len(),
+                r.already
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("migrate failed: {e:#}");
             ExitCode::FAILURE
         }
     }

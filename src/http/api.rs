@@ -1,27 +1,827 @@
-//! The JSON API under `/api` (bearer token `FRONTDESK_API_TOKEN`): leads,
-//! calls, contacts, slots, holds and bookings. (Placeholder until the storage
-//! issue lands.)
+//! The JSON API under `/api`: leads, calls, contacts, slots, holds and
+//! bookings, behind a bearer token (`FRONTDESK_API_TOKEN`).
+//!
+//! This module owns request parsing and validation (a bad payload is a 400
+//! naming the field, and nothing is stored), authentication (no token
+//! configured means every route answers 401: the API is never open), and the
+//! mapping of domain errors to status codes. It holds no business rules of its
+//! own: contacts and leads go through [`crate::store`], slots and holds through
+//! the [`Calendar`] — the same code the brain's actions call.
 
-use axum::Router;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::Config;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-/// Everything the API handlers need: the store, the calendar and the CRM.
+use super::AppState;
+use crate::booking::{
+    schedule, Attendee, BookingError, CalcomCalendar, Calendar, CalendarProvider, Clock,
+    LocalCalendar, SlotKey, SystemClock, TokioSleeper,
+};
+use crate::config::{Config, ConfigError};
+use crate::crm::{phone, Crm, CrmProvider, HubspotCrm, LocalCrm};
+use crate::pii::{Pii, Secret};
+use crate::store::{LeadFilter, NewContact, NewLead, Store, StoreError};
+
+/// The environment variable holding the API bearer token.
+pub const TOKEN_ENV: &str = "FRONTDESK_API_TOKEN";
+
+/// Most rows a list endpoint returns.
+const MAX_LIMIT: i64 = 1000;
+
+/// The services behind the API.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// The database.
+    pub store: Store,
+    /// The calendar (local or Cal.com).
+    pub calendar: Arc<dyn Calendar>,
+    /// The CRM (local or HubSpot).
+    pub crm: Arc<dyn Crm>,
+    /// Source of `now`.
+    pub clock: Arc<dyn Clock>,
+    /// Region for phone numbers without a country code.
+    pub region: phonenumber::country::Id,
+    /// The business's zone: the default `tz` of `/api/slots`.
+    pub business_tz: Tz,
+    /// Hold time when a request gives none.
+    pub hold_ttl: Duration,
+}
+
+/// Everything the API handlers need. `ApiState::default()` has no token and
+/// no services: every route answers 401.
 #[derive(Debug, Default)]
-pub struct ApiState {}
+pub struct ApiState {
+    token: Option<Secret<String>>,
+    services: Option<Services>,
+}
 
 /// Why the API state could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiInitError {}
+pub enum ApiInitError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A config value is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A provider is configured but its secret is not in the environment.
+    #[error("{provider} is configured but {env} is not set")]
+    MissingSecret {
+        /// The provider.
+        provider: &'static str,
+        /// The environment variable.
+        env: &'static str,
+    },
+}
+
+fn env_secret(name: &str) -> Option<Secret<String>> {
+    std::env::var(name)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .map(Secret::new)
+}
 
 impl ApiState {
-    /// Connect the store and build the calendar and CRM from config.
-    pub async fn from_config(_config: &Config) -> Result<ApiState, ApiInitError> {
-        Ok(ApiState {})
+    /// Connect the store (URL from `FRONTDESK_DATABASE_URL`, `[storage] url`
+    /// or `sqlite://frontdesk.db`), migrate it, build the calendar and the
+    /// CRM, and read `FRONTDESK_API_TOKEN`.
+    pub async fn from_config(config: &Config) -> Result<ApiState, ApiInitError> {
+        let url = config.storage.url_from_env();
+        let services = Services::build(config, &url, Arc::new(SystemClock)).await?;
+        Ok(ApiState::new(services, env_secret(TOKEN_ENV)))
+    }
+
+    /// An API over `services`; `token: None` locks every route (401).
+    pub fn new(services: Services, token: Option<Secret<String>>) -> ApiState {
+        ApiState {
+            token: token.filter(|t| !t.expose().is_empty()),
+            services: Some(services),
+        }
+    }
+
+    /// The services, when configured.
+    pub fn services(&self) -> Option<&Services> {
+        self.services.as_ref()
+    }
+
+    fn authorised(&self, header: Option<&HeaderValue>) -> bool {
+        let Some(expected) = &self.token else {
+            return false;
+        };
+        let Some(given) = header
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+        else {
+            return false;
+        };
+        // Compare digests so the comparison takes the same time whatever the
+        // lengths are.
+        let a = Sha256::digest(given.as_bytes());
+        let b = Sha256::digest(expected.expose().as_bytes());
+        a.ct_eq(&b).into()
+    }
+}
+
+impl Services {
+    /// Connect `url`, migrate, and build calendar and CRM from `config`
+    /// (Cal.com and HubSpot secrets from `CALCOM_API_KEY`, `HUBSPOT_TOKEN`).
+    pub async fn build(
+        config: &Config,
+        url: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Services, ApiInitError> {
+        config.calendar.validate()?;
+        config.crm.validate()?;
+        let region = phone::region(&config.business.default_region).map_err(|_| {
+            ConfigError::invalid(
+                "business.default_region",
+                format!(
+                    "`{}` is not an ISO 3166 region",
+                    config.business.default_region
+                ),
+            )
+        })?;
+        let business_tz: Tz = config
+            .business
+            .timezone
+            .parse()
+            .map_err(|_| ConfigError::invalid("business.timezone", "not an IANA time zone"))?;
+        let store = Store::connect(url, &config.storage).await?;
+        let calendar: Arc<dyn Calendar> = match config.calendar.provider {
+            CalendarProvider::Local => Arc::new(LocalCalendar::new(
+                store.clone(),
+                &config.calendar,
+                clock.clone(),
+            )?),
+            CalendarProvider::Calcom => {
+                let key = env_secret(crate::booking::calcom::API_KEY_ENV).ok_or(
+                    ApiInitError::MissingSecret {
+                        provider: "calendar.provider = \"calcom\"",
+                        env: crate::booking::calcom::API_KEY_ENV,
+                    },
+                )?;
+                Arc::new(CalcomCalendar::new(
+                    &config.calendar,
+                    key,
+                    clock.clone(),
+                    Arc::new(TokioSleeper),
+                )?)
+            }
+        };
+        let crm: Arc<dyn Crm> = match config.crm.provider {
+            CrmProvider::Local => Arc::new(LocalCrm::new(store.clone(), clock.clone())),
+            CrmProvider::Hubspot => {
+                let token = env_secret(crate::crm::hubspot::TOKEN_ENV).ok_or(
+                    ApiInitError::MissingSecret {
+                        provider: "crm.provider = \"hubspot\"",
+                        env: crate::crm::hubspot::TOKEN_ENV,
+                    },
+                )?;
+                Arc::new(HubspotCrm::new(
+                    &config.crm.hubspot,
+                    token,
+                    Arc::new(TokioSleeper),
+                )?)
+            }
+        };
+        Ok(Services {
+            store,
+            calendar,
+            crm,
+            clock,
+            region,
+            business_tz,
+            hold_ttl: config.calendar.rules().hold_ttl,
+        })
     }
 }
 
 /// The `/api/*` routes.
-pub fn routes() -> Router<super::AppState> {
+pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/api/ingest/lead", post(ingest_lead))
+        .route("/api/leads", get(list_leads))
+        .route("/api/calls", get(list_calls))
+        .route("/api/contacts", get(find_contacts))
+        .route("/api/slots", get(list_slots))
+        .route("/api/holds", post(create_hold))
+        .route("/api/holds/{id}", delete(release_hold))
+        .route("/api/holds/{id}/confirm", post(confirm_hold))
+        .route("/api/bookings/{id}", delete(cancel_booking))
+}
+
+/// An API error: a status and a short JSON body; details go to the log.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    field: Option<String>,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            field: None,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 naming the offending field.
+    fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        let field = field.into();
+        let message = format!("{field}: {}", message.into());
+        ApiError {
+            field: Some(field),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message)
+        }
+    }
+
+    fn internal(e: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "api request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({
+            "error": self.code,
+            "field": self.field,
+            "message": self.message,
+        }));
+        let mut resp = (self.status, body).into_response();
+        if let Some(d) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&d.as_secs().max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        ApiError::internal(&e)
+    }
+}
+
+impl From<BookingError> for ApiError {
+    fn from(e: BookingError) -> ApiError {
+        use BookingError as B;
+        let conflict = |code, msg: &str| ApiError::new(StatusCode::CONFLICT, code, msg);
+        match e {
+            B::UnknownOwner(_) => ApiError::field("owner", "unknown calendar owner"),
+            B::NotASlot => ApiError::field("start", "not a slot start of this owner"),
+            B::Invalid { field, message } => ApiError::field(field, message),
+            B::Unavailable => conflict(
+                "slot_unavailable",
+                "slot is inside the minimum notice or past the horizon",
+            ),
+            B::Taken => conflict("slot_taken", "slot is held or booked by someone else"),
+            B::HoldExpired => conflict("hold_expired", "the hold expired"),
+            B::HoldReleased => conflict("hold_released", "the hold was released"),
+            B::AlreadyConfirmed => conflict("already_confirmed", "the hold is already booked"),
+            B::HoldNotFound => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such hold"),
+            B::BookingNotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such booking")
+            }
+            B::RateLimited { retry_after } => ApiError {
+                retry_after: Some(retry_after.unwrap_or(Duration::from_secs(5))),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "calendar_busy",
+                    "calendar provider rate limit; retry later",
+                )
+            },
+            e @ B::Remote { .. } => {
+                tracing::warn!(error = %e, "calendar provider failed");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "calendar_unavailable",
+                    "calendar provider failed",
+                )
+            }
+            B::Store(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+/// Extractor: the request carries the right bearer token. Yields the services.
+pub struct Authorised(Services);
+
+impl FromRequestParts<AppState> for Authorised {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let api = &state.api;
+        if !api.authorised(parts.headers.get(header::AUTHORIZATION)) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token",
+            ));
+        }
+        match &api.services {
+            Some(s) => Ok(Authorised(s.clone())),
+            None => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_configured",
+                "the API has no store",
+            )),
+        }
+    }
+}
+
+/// Parse a JSON body, naming the field on failure.
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        ApiError::field(
+            "(body)",
+            msg.split(" at line ").next().unwrap_or("not JSON"),
+        )
+    })?;
+    // serde would read a struct from an array too; only objects are payloads.
+    if !value.is_object() {
+        return Err(ApiError::field("(body)", "must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        // serde names a missing or unknown field only in its message.
+        let quoted = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.starts_with("missing field") || msg.starts_with("unknown field"));
+        let field = match (path.as_str(), quoted) {
+            (".", Some(q)) | ("", Some(q)) => q.to_string(),
+            (".", None) | ("", None) => "(body)".to_string(),
+            // serde_path_to_error's path already ends with the unknown field.
+            (p, _) => p.to_string(),
+        };
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        ApiError::field(field, msg)
+    })
+}
+
+/// Trim; empty → None; longer than `max` characters → 400.
+fn text(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    let Some(v) = v else { return Ok(None) };
+    let v = v.trim().to_string();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.chars().count() > max {
+        return Err(ApiError::field(
+            field,
+            format!("longer than {max} characters"),
+        ));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(ApiError::field(field, "contains control characters"));
+    }
+    Ok(Some(v))
+}
+
+fn email(v: Option<String>) -> Result<Option<Pii<String>>, ApiError> {
+    let Some(v) = text("email", v, 254)? else {
+        return Ok(None);
+    };
+    let ok = match v.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+                && !v.chars().any(char::is_whitespace)
+        }
+        None => false,
+    };
+    if !ok {
+        return Err(ApiError::field("email", "not an email address"));
+    }
+    Ok(Some(Pii::new(v)))
+}
+
+fn phone_number(s: &Services, field: &str, v: &str) -> Result<phone::E164, ApiError> {
+    phone::normalise(v, s.region).map_err(|e| ApiError::field(field, e.to_string()))
+}
+
+fn timezone(field: &str, v: Option<String>) -> Result<Option<Tz>, ApiError> {
+    match text(field, v, 64)? {
+        None => Ok(None),
+        Some(t) => t
+            .parse::<Tz>()
+            .map(Some)
+            .map_err(|_| ApiError::field(field, "not an IANA time zone (e.g. Europe/London)")),
+    }
+}
+
+/// RFC 3339 instant, or a bare date (midnight in `tz`).
+fn instant(field: &str, v: &str, tz: Tz) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(v.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d")
+        .map(|d| schedule::start_of_day(tz, d))
+        .map_err(|_| ApiError::field(field, "not an RFC 3339 time or a YYYY-MM-DD date"))
+}
+
+fn only_params(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::field(
+            k.clone(),
+            format!("unknown parameter; allowed: {}", allowed.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn limit(q: &HashMap<String, String>) -> Result<i64, ApiError> {
+    match q.get("limit") {
+        None => Ok(100),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::field("limit", format!("must be 1–{MAX_LIMIT}"))),
+    }
+}
+
+fn path_id(id: &str) -> Result<&str, ApiError> {
+    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control()) {
+        return Err(ApiError::field("id", "not an id"));
+    }
+    Ok(id)
+}
+
+fn query_map(
+    q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
+    q.map(|Query(m)| m)
+        .map_err(|e| ApiError::field("(query)", e.body_text()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeadIn {
+    name: Option<String>,
+    email: Option<String>,
+    phone: String,
+    intent: Option<String>,
+    tier: Option<String>,
+    source: Option<String>,
+    call_sid: Option<String>,
+    transcript_id: Option<String>,
+    timezone: Option<String>,
+    notes: Option<String>,
+    routing_owner: Option<String>,
+}
+
+fn validate_lead(s: &Services, l: LeadIn) -> Result<NewLead, ApiError> {
+    let phone = phone_number(s, "phone", &l.phone)?;
+    let tier = match text("tier", l.tier, 1)? {
+        None => None,
+        Some(t) => {
+            let t = t.to_ascii_uppercase();
+            if !["A", "B", "C", "D"].contains(&t.as_str()) {
+                return Err(ApiError::field("tier", "must be A, B, C or D"));
+            }
+            Some(t)
+        }
+    };
+    let call_sid = text("call_sid", l.call_sid, 64)?;
+    if let Some(sid) = &call_sid {
+        if !sid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ApiError::field(
+                "call_sid",
+                "may contain only letters, digits, - _ .",
+            ));
+        }
+    }
+    Ok(NewLead {
+        contact: NewContact {
+            phone_e164: phone.to_pii(),
+            name: text("name", l.name, 200)?.map(Pii::new),
+            email: email(l.email)?,
+            timezone: timezone("timezone", l.timezone)?.map(|t| t.name().to_string()),
+        },
+        call_sid,
+        intent: text("intent", l.intent, 100)?,
+        tier,
+        source: text("source", l.source, 100)?,
+        transcript_id: text("transcript_id", l.transcript_id, 100)?,
+        notes: text("notes", l.notes, 10_000)?.map(Pii::new),
+        routing_owner: text("routing_owner", l.routing_owner, 100)?,
+    })
+}
+
+/// `POST /api/ingest/lead`: 201 with the new lead, or 200 with the existing
+/// one when a lead with the same `call_sid` was ingested before.
+async fn ingest_lead(Authorised(s): Authorised, body: Bytes) -> Result<Response, ApiError> {
+    let lead = validate_lead(&s, parse_body(&body)?)?;
+    let out = s.store.ingest_lead(&lead, s.clock.now()).await?;
+    let status = if out.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    tracing::info!(lead = %out.lead.id, contact = %out.contact.id, created = out.created, "lead ingested");
+    Ok((
+        status,
+        Json(json!({"lead": out.lead, "contact": out.contact, "created": out.created})),
+    )
+        .into_response())
+}
+
+/// `GET /api/leads?since=&tier=&status=&limit=`
+async fn list_leads(
+    Authorised(s): Authorised,
+    q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query_map(q)?;
+    only_params(&q, &["since", "tier", "status", "limit"])?;
+    let since = q
+        .get("since")
+        .map(|v| instant("since", v, s.business_tz))
+        .transpose()?;
+    let tier = match q.get("tier") {
+        Some(t) if ["A", "B", "C", "D"].contains(&t.to_ascii_uppercase().as_str()) => {
+            Some(t.to_ascii_uppercase())
+        }
+        Some(_) => return Err(ApiError::field("tier", "must be A, B, C or D")),
+        None => None,
+    };
+    let status = text("status", q.get("status").cloned(), 32)?;
+    let leads = s
+        .store
+        .list_leads(&LeadFilter {
+            since,
+            tier,
+            status,
+            limit: limit(&q)?,
+        })
+        .await?;
+    Ok(Json(json!({ "leads": leads })).into_response())
+}
+
+/// `GET /api/calls?since=&limit=`
+async fn list_calls(
+    Authorised(s): Authorised,
+    q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query_map(q)?;
+    only_params(&q, &["since", "limit"])?;
+    let since = q
+        .get("since")
+        .map(|v| instant("since", v, s.business_tz))
+        .transpose()?;
+    let calls = s.store.list_calls(since, limit(&q)?).await?;
+    Ok(Json(json!({ "calls": calls })).into_response())
+}
+
+/// `GET /api/contacts?phone=` (any format): `{"contacts": [..]}` with zero or one entry.
+async fn find_contacts(
+    Authorised(s): Authorised,
+    q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query_map(q)?;
+    only_params(&q, &["phone"])?;
+    let raw = q
+        .get("phone")
+        .ok_or_else(|| ApiError::field("phone", "required"))?;
+    let e164 = phone_number(&s, "phone", raw)?;
+    let found = s.store.contact_by_phone(e164.as_str()).await?;
+    Ok(Json(json!({ "contacts": found.into_iter().collect::<Vec<_>>() })).into_response())
+}
+
+/// `GET /api/slots?owner=&from=&days=&tz=`
+async fn list_slots(
+    Authorised(s): Authorised,
+    q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query_map(q)?;
+    only_params(&q, &["owner", "from", "days", "tz"])?;
+    let tz = timezone("tz", q.get("tz").cloned())?.unwrap_or(s.business_tz);
+    let from = q.get("from").map(|v| instant("from", v, tz)).transpose()?;
+    let days = match q.get("days") {
+        None => 7,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|d| (1..=60).contains(d))
+            .ok_or_else(|| ApiError::field("days", "must be 1–60"))?,
+    };
+    let owners: Vec<String> = match q.get("owner").filter(|o| !o.is_empty()) {
+        Some(o) => {
+            if !s.calendar.owners().iter().any(|x| &x.id == o) {
+                return Err(ApiError::field("owner", "unknown calendar owner"));
+            }
+            vec![o.clone()]
+        }
+        None => s.calendar.owners().into_iter().map(|o| o.id).collect(),
+    };
+    let mut slots = Vec::new();
+    for o in owners {
+        slots.extend(s.calendar.available_slots(&o, from, days, tz).await?);
+    }
+    slots.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.owner.cmp(&b.owner)));
+    Ok(Json(json!({ "timezone": tz.name(), "slots": slots })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldIn {
+    owner: String,
+    start: String,
+    ttl_s: Option<u64>,
+}
+
+/// `POST /api/holds` → 201 with the hold, or 409 when the slot is taken.
+async fn create_hold(Authorised(s): Authorised, body: Bytes) -> Result<Response, ApiError> {
+    let h: HoldIn = parse_body(&body)?;
+    let owner =
+        text("owner", Some(h.owner), 64)?.ok_or_else(|| ApiError::field("owner", "required"))?;
+    let start = DateTime::parse_from_rfc3339(h.start.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| ApiError::field("start", "not an RFC 3339 time"))?;
+    let ttl = match h.ttl_s {
+        None => s.hold_ttl,
+        Some(t) if (1..=3600).contains(&t) => Duration::from_secs(t),
+        Some(_) => return Err(ApiError::field("ttl_s", "must be 1–3600 seconds")),
+    };
+    let hold = s.calendar.hold(&SlotKey { owner, start }, ttl).await?;
+    Ok((StatusCode::CREATED, Json(hold)).into_response())
+}
+
+/// `DELETE /api/holds/{id}` → 204.
+async fn release_hold(
+    Authorised(s): Authorised,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    s.calendar.release(path_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmIn {
+    name: String,
+    email: Option<String>,
+    phone: Option<String>,
+    timezone: Option<String>,
+}
+
+/// `POST /api/holds/{id}/confirm` → 201 with the booking; 409 if the hold
+/// expired or was released.
+async fn confirm_hold(
+    Authorised(s): Authorised,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?.to_string();
+    let c: ConfirmIn = parse_body(&body)?;
+    let name =
+        text("name", Some(c.name), 200)?.ok_or_else(|| ApiError::field("name", "required"))?;
+    let email = email(c.email)?;
+    let phone = match text("phone", c.phone, 40)? {
+        Some(p) => Some(phone_number(&s, "phone", &p)?),
+        None => None,
+    };
+    let tz = timezone("timezone", c.timezone)?;
+    if email.is_none() && phone.is_none() {
+        return Err(ApiError::field(
+            "phone",
+            "an email or a phone number is required",
+        ));
+    }
+    // The attendee becomes (or updates) a contact, keyed by phone.
+    let contact_id = match &phone {
+        Some(p) => Some(
+            s.store
+                .upsert_contact(
+                    &NewContact {
+                        phone_e164: p.to_pii(),
+                        name: Some(Pii::new(name.clone())),
+                        email: email.clone(),
+                        timezone: tz.map(|t| t.name().to_string()),
+                    },
+                    s.clock.now(),
+                )
+                .await?
+                .id,
+        ),
+        None => None,
+    };
+    let attendee = Attendee {
+        name: Pii::new(name),
+        email,
+        phone,
+        timezone: tz,
+        contact_id,
+    };
+    let booking = s.calendar.confirm(&id, &attendee).await?;
+    Ok((StatusCode::CREATED, Json(booking)).into_response())
+}
+
+/// `DELETE /api/bookings/{id}` → 204.
+async fn cancel_booking(
+    Authorised(s): Authorised,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    s.calendar.cancel(path_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(token: Option<&str>) -> ApiState {
+        ApiState {
+            token: token.map(|t| Secret::new(t.to_string())),
+            services: None,
+        }
+    }
+
+    #[test]
+    fn no_token_configured_means_nobody_is_authorised() {
+        let s = state(None);
+        assert!(!s.authorised(Some(&HeaderValue::from_static("Bearer "))));
+        assert!(!s.authorised(None));
+        assert!(!ApiState::default().authorised(Some(&HeaderValue::from_static("Bearer x"))));
+    }
+
+    #[test]
+    fn bearer_token_must_match_exactly() {
+        let s = state(Some("s3cret"));
+        assert!(s.authorised(Some(&HeaderValue::from_static("Bearer s3cret"))));
+        assert!(s.authorised(Some(&HeaderValue::from_static("bearer s3cret"))));
+        assert!(!s.authorised(Some(&HeaderValue::from_static("Bearer s3cre"))));
+        assert!(!s.authorised(Some(&HeaderValue::from_static("Basic s3cret"))));
+        assert!(!s.authorised(Some(&HeaderValue::from_static("s3cret"))));
+    }
+
+    #[test]
+    fn body_errors_name_the_field() {
+        let e = parse_body::<LeadIn>(&Bytes::from_static(b"{\"name\":\"x\"}"))
+            .err()
+            .expect("an error");
+        assert_eq!(e.field.as_deref(), Some("phone"));
+        let e = parse_body::<LeadIn>(&Bytes::from_static(b"{\"phone\":\"1\",\"phon\":2}"))
+            .err()
+            .expect("an error");
+        assert_eq!(e.field.as_deref(), Some("phon"));
+        let e = parse_body::<LeadIn>(&Bytes::from_static(b"{\"phone\":5}"))
+            .err()
+            .expect("an error");
+        assert_eq!(e.field.as_deref(), Some("phone"));
+        let e = parse_body::<LeadIn>(&Bytes::from_static(b"not json"))
+            .err()
+            .expect("an error");
+        assert_eq!(e.field.as_deref(), Some("(body)"));
+    }
+
+    #[test]
+    fn emails() {
+        assert!(email(Some("a@b.co".into())).is_ok());
+        assert!(email(Some("".into())).unwrap().is_none());
+        for bad in ["a@b", "@b.co", "a b@c.co", "ab.co", "a@@b.co"] {
+            assert!(email(Some(bad.into())).is_err(), "{bad}");
+        }
+    }
 }

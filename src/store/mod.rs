@@ -1,22 +1,448 @@
-//! Storage on sqlx: SQLite by default (zero setup), PostgreSQL for several
-//! nodes. Migrations for both, and the durable outbox. (Issue: storage,
-//! booking and CRM — this file is a placeholder until it lands.)
+//! Storage on sqlx: SQLite by default (zero setup, one file, WAL mode) and
+//! PostgreSQL for several nodes, through the same code and the same SQL.
+//!
+//! This module owns the schema (`migrations/sqlite`, `migrations/postgres`,
+//! embedded in the binary), the connection pool, and every query. It keeps the
+//! guarantees that must hold across processes in the database itself: unique
+//! normalised phone numbers, one live claim per owner and slot start, one lead
+//! per `call_sid`, one outbox row per idempotency key.
+//!
+//! It must not hold business rules (which times are bookable, how a phone
+//! number is normalised: see [`crate::booking`] and [`crate::crm`]), must not
+//! read the wall clock (every write takes `now`), and must not log personal
+//! data (phone numbers and names only ever appear inside [`crate::pii::Pii`]).
+//!
+//! Timestamps are stored as UTC milliseconds since the Unix epoch (`*_ms`
+//! columns), so both backends compare them identically.
 
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::config::ConfigError;
 
+/// Run `$body` with `$p` bound to the concrete pool of either backend. The body
+/// is compiled once per backend, so the same SQL text and row types serve both.
+macro_rules! on_pool {
+    ($store:expr, |$p:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($p) => $body,
+            $crate::store::Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Run `$body` inside one transaction on either backend; it commits when the
+/// body finishes, and rolls back if the body returns early (`?` or `return`).
+/// SQLite transactions start with `BEGIN IMMEDIATE` so concurrent writers
+/// queue on the write lock (busy timeout) instead of failing mid-transaction.
+macro_rules! in_tx {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite(pool) => {
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            $crate::store::Pool::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+
+mod outbox;
+mod records;
+mod slots;
+
+pub use outbox::{OutboxItem, OutboxStatus};
+pub use records::{
+    ActivityRecord, CallEventRecord, CallRecord, ContactRecord, IngestOutcome, LeadFilter,
+    LeadRecord, NewCall, NewContact, NewLead,
+};
+pub use slots::{
+    BookingRecord, CancelOutcome, ClaimOutcome, ConfirmOutcome, HoldRecord, HoldStatus, NewBooking,
+    ReleaseOutcome,
+};
+
+/// The URL used when neither `[storage] url` nor `FRONTDESK_DATABASE_URL` is set.
+pub const DEFAULT_URL: &str = "sqlite://frontdesk.db";
+
+/// The environment variable that overrides `[storage] url`.
+pub const URL_ENV: &str = "FRONTDESK_DATABASE_URL";
+
 /// `[storage]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// `sqlite://…` or `postgres://…`; `FRONTDESK_DATABASE_URL` overrides it.
+    /// `sqlite://path.db` or `postgres://user@host/db` (default: unset, which
+    /// means `sqlite://frontdesk.db`). `FRONTDESK_DATABASE_URL` overrides it.
     pub url: Option<String>,
+    /// Largest number of pooled database connections (default 10, 1–200).
+    pub max_connections: u32,
+    /// Milliseconds a query waits for a connection or, on SQLite, for the
+    /// write lock before it fails (default 10000, 100–600000).
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: None,
+            max_connections: 10,
+            busy_timeout_ms: 10_000,
+        }
+    }
 }
 
 impl StorageConfig {
     /// Range and format checks.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.url {
+            if Backend::of_url(url).is_none() {
+                return Err(ConfigError::invalid(
+                    "storage.url",
+                    "must start with `sqlite:` or `postgres://` (or `postgresql://`)",
+                ));
+            }
+        }
+        if !(1..=200).contains(&self.max_connections) {
+            return Err(ConfigError::invalid(
+                "storage.max_connections",
+                format!("{} is out of range; allowed 1–200", self.max_connections),
+            ));
+        }
+        if !(100..=600_000).contains(&self.busy_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "storage.busy_timeout_ms",
+                format!(
+                    "{} is out of range; allowed 100–600000 ms",
+                    self.busy_timeout_ms
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The URL to use: `env_override` (the value of `FRONTDESK_DATABASE_URL`)
+    /// first, then `[storage] url`, then [`DEFAULT_URL`].
+    pub fn resolve_url(&self, env_override: Option<String>) -> String {
+        env_override
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| self.url.clone())
+            .unwrap_or_else(|| DEFAULT_URL.to_string())
+    }
+
+    /// [`StorageConfig::resolve_url`] with the real environment.
+    pub fn url_from_env(&self) -> String {
+        self.resolve_url(std::env::var(URL_ENV).ok())
+    }
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is neither `sqlite:` nor `postgres://`.
+    #[error("unsupported database URL (expected sqlite: or postgres://): {0}")]
+    UnsupportedUrl(String),
+    /// The database refused or failed a query, or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed or the database has a newer schema than this binary.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be read back (a bug or a hand-edited row).
+    #[error("corrupt stored value in {table}.{column}")]
+    Corrupt {
+        /// Table name.
+        table: &'static str,
+        /// Column name.
+        column: &'static str,
+    },
+}
+
+/// Which database a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (or `sqlite::memory:`).
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// Detect the backend from the URL scheme.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        let url = url.trim();
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// The pool of one backend.
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A handle to the database. Cheap to clone (it is a pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone)]
+pub struct MigrateReport {
+    /// Backend migrated.
+    pub backend: Backend,
+    /// The URL with any password masked.
+    pub url: String,
+    /// Migrations applied by this run (version, description).
+    pub applied: Vec<(i64, String)>,
+    /// Migrations the database already had.
+    pub already: usize,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Mask the password of a database URL for printing (`postgres://u:***@h/db`).
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.find('@') else {
+        return url.to_string();
+    };
+    let userinfo = &rest[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!(
+            "{}://{}:***{}",
+            &url[..scheme_end],
+            &userinfo[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+/// Connect to `url` and apply every pending migration. This is what
+/// `frontdesk migrate` runs; [`Store::connect`] does the same on start-up.
+pub async fn migrate(url: &str, cfg: &StorageConfig) -> Result<MigrateReport, StoreError> {
+    let store = Store::connect_only(url, cfg).await?;
+    let report = store.run_migrations(url).await;
+    store.close().await;
+    report
+}
+
+impl Store {
+    /// Connect and migrate. SQLite files are created if missing and put in
+    /// WAL mode.
+    pub async fn connect(url: &str, cfg: &StorageConfig) -> Result<Store, StoreError> {
+        let store = Store::connect_only(url, cfg).await?;
+        store.run_migrations(url).await?;
+        Ok(store)
+    }
+
+    /// Connect without migrating.
+    pub async fn connect_only(url: &str, cfg: &StorageConfig) -> Result<Store, StoreError> {
+        let timeout = Duration::from_millis(cfg.busy_timeout_ms.max(100));
+        let max = cfg.max_connections.max(1);
+        match Backend::of_url(url) {
+            Some(Backend::Sqlite) => {
+                let opts = SqliteConnectOptions::from_str(url.trim())?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(timeout)
+                    .foreign_keys(true);
+                // Each connection to `sqlite::memory:` is its own database:
+                // keep exactly one, forever.
+                let memory = url.contains(":memory:") || url.contains("mode=memory");
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(if memory { 1 } else { max })
+                    .min_connections(if memory { 1 } else { 0 })
+                    .idle_timeout(if memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(600))
+                    })
+                    .max_lifetime(if memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(1800))
+                    })
+                    .acquire_timeout(timeout)
+                    .connect_with(opts)
+                    .await?;
+                Ok(Store {
+                    pool: Pool::Sqlite(pool),
+                })
+            }
+            Some(Backend::Postgres) => {
+                let opts = PgConnectOptions::from_str(url.trim())?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(timeout)
+                    .connect_with(opts)
+                    .await?;
+                Ok(Store {
+                    pool: Pool::Postgres(pool),
+                })
+            }
+            None => Err(StoreError::UnsupportedUrl(redact_url(url))),
+        }
+    }
+
+    async fn run_migrations(&self, url: &str) -> Result<MigrateReport, StoreError> {
+        let migrator = match &self.pool {
+            Pool::Sqlite(_) => &SQLITE_MIGRATIONS,
+            Pool::Postgres(_) => &POSTGRES_MIGRATIONS,
+        };
+        // Absent on a fresh database: then nothing was applied before.
+        let before: Result<Vec<(i64,)>, sqlx::Error> = on_pool!(self, |p| {
+            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(p)
+                .await
+        });
+        let applied_before: Vec<i64> = before
+            .map(|rows| rows.into_iter().map(|(v,)| v).collect())
+            .unwrap_or_default();
+        match &self.pool {
+            Pool::Sqlite(p) => migrator.run(p).await?,
+            Pool::Postgres(p) => migrator.run(p).await?,
+        }
+        let applied: Vec<(i64, String)> = migrator
+            .iter()
+            .filter(|m| !applied_before.contains(&m.version))
+            .map(|m| (m.version, m.description.to_string()))
+            .collect();
+        Ok(MigrateReport {
+            backend: self.backend(),
+            url: redact_url(url),
+            already: migrator.iter().count() - applied.len(),
+            applied,
+        })
+    }
+
+    /// Which backend this store talks to.
+    pub fn backend(&self) -> Backend {
+        match &self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Close every pooled connection (waits for checked-out ones).
+    pub async fn close(&self) {
+        on_pool!(self, |p| p.close().await)
+    }
+
+    /// `SELECT 1`: is the database reachable? (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, |p| {
+            sqlx::query("SELECT 1").execute(p).await?;
+        });
+        Ok(())
+    }
+}
+
+/// UTC milliseconds since the epoch, the stored form of every timestamp.
+pub fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// Read back a stored timestamp.
+pub(crate) fn from_ms(
+    ms: i64,
+    table: &'static str,
+    column: &'static str,
+) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or(StoreError::Corrupt { table, column })
+}
+
+/// A fresh random id (UUID v4 text).
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_precedence_env_then_config_then_default() {
+        let mut cfg = StorageConfig::default();
+        assert_eq!(cfg.resolve_url(None), DEFAULT_URL);
+        cfg.url = Some("postgres://db/x".into());
+        assert_eq!(cfg.resolve_url(None), "postgres://db/x");
+        assert_eq!(
+            cfg.resolve_url(Some("sqlite://other.db".into())),
+            "sqlite://other.db"
+        );
+        assert_eq!(cfg.resolve_url(Some(" ".into())), "postgres://db/x");
+    }
+
+    #[test]
+    fn bad_url_names_the_key() {
+        let cfg = StorageConfig {
+            url: Some("mysql://x".into()),
+            ..StorageConfig::default()
+        };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("storage.url"), "{e}");
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("sqlite://frontdesk.db"), "sqlite://frontdesk.db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[tokio::test]
+    async fn sqlite_file_is_created_in_wal_mode_and_migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/fd.db", dir.path().display());
+        let cfg = StorageConfig::default();
+        let first = migrate(&url, &cfg).await.unwrap();
+        assert_eq!(first.backend, Backend::Sqlite);
+        assert_eq!(first.applied.len(), 1);
+        assert!(dir.path().join("fd.db").exists());
+        let second = migrate(&url, &cfg).await.unwrap();
+        assert!(second.applied.is_empty());
+        assert_eq!(second.already, 1);
+        let store = Store::connect(&url, &cfg).await.unwrap();
+        let Pool::Sqlite(p) = &store.pool else {
+            panic!("expected sqlite")
+        };
+        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(p)
+            .await
+            .unwrap();
+        assert_eq!(mode.to_lowercase(), "wal");
     }
 }

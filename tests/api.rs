@@ -1,0 +1,529 @@
+//! The HTTP API over loopback, on SQLite and PostgreSQL: the acceptance
+//! scenarios of the storage issue (one contact per person, one holder per
+//! slot even across server processes, time zones and DST) and the API's
+//! refusal paths (no token, bad payloads).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{t, TestDb};
+use frontdesk::booking::ManualClock;
+use frontdesk::http::api::Services;
+use serde_json::{json, Value};
+
+fn clock(at: &str) -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(t(at)))
+}
+
+/// Acceptance 1: web form, first call, re-call a week later with the number
+/// written differently: one contact, three leads.
+async fn same_person_three_ways_is_one_contact(db: TestDb) {
+    let clock = clock("2025-10-13T08:00:00Z");
+    let app = common::spawn_app(common::config(), &db.url, clock.clone()).await;
+    let (s, form) = app
+        .post(
+            "/api/ingest/lead",
+            json!({"name": "Alex Rivera", "email": "alex@example.com", "phone": "020 7946 0123",
+                   "source": "web_form", "intent": "new_enquiry_demo", "tier": "C"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{form}");
+    let (s, call1) = app
+        .post(
+            "/api/ingest/lead",
+            json!({"name": "Alex Rivera", "phone": "+44 20 7946 0123", "source": "inbound_call",
+                   "call_sid": "CA0001", "transcript_id": "tr_1", "timezone": "Europe/London",
+                   "notes": "Evaluating AI booking for a 15-person team.", "tier": "B",
+                   "routing_owner": "team_sdr", "intent": "new_enquiry_demo"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{call1}");
+    clock.advance(chrono::Duration::days(7));
+    let (s, call2) = app
+        .post(
+            "/api/ingest/lead",
+            json!({"phone": "442079460123", "source": "inbound_call", "call_sid": "CA0002", "tier": "b"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{call2}");
+    let id = form["contact"]["id"].as_str().expect("contact id");
+    assert_eq!(call1["contact"]["id"], id);
+    assert_eq!(call2["contact"]["id"], id);
+    assert_eq!(call2["contact"]["phone_e164"], "+442079460123");
+    assert_eq!(
+        call2["contact"]["email"], "alex@example.com",
+        "earlier fields kept"
+    );
+    assert_eq!(app.services.store.count_contacts().await.expect("count"), 1);
+
+    // Any spelling finds it.
+    for q in ["020%207946%200123", "%2B442079460123", "442079460123"] {
+        let (s, body) = app.get(&format!("/api/contacts?phone={q}")).await;
+        assert_eq!(s, 200);
+        assert_eq!(body["contacts"].as_array().map(Vec::len), Some(1), "{q}");
+        assert_eq!(body["contacts"][0]["id"], id);
+    }
+    let (_, none) = app.get("/api/contacts?phone=07700900999").await;
+    assert_eq!(none["contacts"], json!([]));
+
+    // Three leads, one contact; filters work.
+    let (s, leads) = app.get("/api/leads").await;
+    assert_eq!(s, 200);
+    let leads = leads["leads"].as_array().expect("leads").clone();
+    assert_eq!(leads.len(), 3);
+    assert!(leads.iter().all(|l| l["contact_id"] == id));
+    let (_, b) = app.get("/api/leads?tier=B").await;
+    assert_eq!(b["leads"].as_array().map(Vec::len), Some(2));
+    let (_, recent) = app.get("/api/leads?since=2025-10-15").await;
+    assert_eq!(recent["leads"].as_array().map(Vec::len), Some(1));
+    assert_eq!(recent["leads"][0]["call_sid"], "CA0002");
+    let (_, new) = app.get("/api/leads?status=new&limit=2").await;
+    assert_eq!(new["leads"].as_array().map(Vec::len), Some(2));
+
+    // Replaying a call's lead is idempotent.
+    let (s, replay) = app
+        .post(
+            "/api/ingest/lead",
+            json!({"phone": "+44 20 7946 0123", "call_sid": "CA0001"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(replay["created"], false);
+    assert_eq!(replay["lead"]["id"], call1["lead"]["id"]);
+    let (_, all) = app.get("/api/leads").await;
+    assert_eq!(all["leads"].as_array().map(Vec::len), Some(3));
+
+    // The calls were recorded with their activity log; outbox has one item per lead.
+    let (s, calls) = app.get("/api/calls").await;
+    assert_eq!(s, 200);
+    let calls = calls["calls"].as_array().expect("calls").clone();
+    assert_eq!(calls.len(), 2);
+    assert!(calls
+        .iter()
+        .all(|c| c["contact_id"] == id && c["events"][0]["kind"] == "lead_recorded"));
+    let queued = app
+        .services
+        .store
+        .outbox_items("lead.created")
+        .await
+        .expect("outbox");
+    assert_eq!(queued.len(), 3);
+}
+on_both_databases!(
+    acceptance1_one_contact,
+    super::same_person_three_ways_is_one_contact
+);
+
+async fn fifty_holds(apps: &[&common::App], start: &str) -> (usize, usize, Vec<u16>) {
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let http = apps[i % apps.len()].http.clone();
+        let url = format!("{}/api/holds", apps[i % apps.len()].base);
+        let start = start.to_string();
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(common::TOKEN)
+                .json(&json!({"owner": "alex", "start": start, "ttl_s": 90}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap_or(0));
+    }
+    let created = codes.iter().filter(|&&c| c == 201).count();
+    let conflict = codes.iter().filter(|&&c| c == 409).count();
+    (created, conflict, codes)
+}
+
+/// Acceptance 2: 50 concurrent holds of one slot: exactly one wins.
+async fn fifty_concurrent_holds_one_winner(db: TestDb) {
+    let app = common::spawn_app(common::config(), &db.url, clock("2025-10-13T08:00:00Z")).await;
+    let (created, conflict, codes) = fifty_holds(&[&app], "2025-10-14T09:00:00Z").await;
+    assert_eq!((created, conflict), (1, 49), "{codes:?}");
+    // The slot is gone from the offer.
+    let (_, slots) = app.get("/api/slots?owner=alex&days=1").await;
+    let starts: Vec<&str> = slots["slots"]
+        .as_array()
+        .expect("slots")
+        .iter()
+        .filter_map(|s| s["start"].as_str())
+        .collect();
+    assert!(!starts.is_empty());
+    assert!(!starts.contains(&"2025-10-14T09:00:00Z"), "{starts:?}");
+}
+on_both_databases!(
+    acceptance2_fifty_holds,
+    super::fifty_concurrent_holds_one_winner
+);
+
+/// Acceptance 2: two server instances, each with its own pool, one PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acceptance2_two_servers_one_postgres() {
+    let db = TestDb::postgres().await;
+    let a = common::spawn_app(common::config(), &db.url, clock("2025-10-13T08:00:00Z")).await;
+    let b = common::spawn_app(common::config(), &db.url, clock("2025-10-13T08:00:00Z")).await;
+    for start in [
+        "2025-10-14T09:30:00Z",
+        "2025-10-14T10:00:00Z",
+        "2025-10-14T10:30:00Z",
+    ] {
+        let (created, conflict, codes) = fifty_holds(&[&a, &b], start).await;
+        assert_eq!((created, conflict), (1, 49), "{start}: {codes:?}");
+    }
+    // A hold taken on one node is seen, released and re-taken across nodes.
+    let (s, hold) = a
+        .post(
+            "/api/holds",
+            json!({"owner": "alex", "start": "2025-10-14T11:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, _) = b
+        .post(
+            "/api/holds",
+            json!({"owner": "alex", "start": "2025-10-14T11:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, 409);
+    let id = hold["id"].as_str().expect("id");
+    let (s, _) = b.delete(&format!("/api/holds/{id}")).await;
+    assert_eq!(s, 204);
+    let (s, _) = b
+        .post(
+            "/api/holds",
+            json!({"owner": "alex", "start": "2025-10-14T11:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+}
+
+/// Acceptance 3 over HTTP: confirm after expiry is a 409, the slot is free
+/// again; a booked slot answers 409 forever; cancel frees it.
+async fn hold_confirm_cancel_over_http(db: TestDb) {
+    let clock = clock("2025-10-13T08:00:00Z");
+    let app = common::spawn_app(common::config(), &db.url, clock.clone()).await;
+    let slot = json!({"owner": "sam", "start": "2025-10-14T09:00:00Z", "ttl_s": 30});
+    let (s, hold) = app.post("/api/holds", slot.clone()).await;
+    assert_eq!(s, 201, "{hold}");
+    assert_eq!(hold["expires_at"], "2025-10-13T08:00:30Z");
+    clock.advance(chrono::Duration::seconds(31));
+    let who = json!({"name": "Alex Rivera", "email": "alex@example.com", "phone": "07700 900123"});
+    let id = hold["id"].as_str().expect("id");
+    let (s, body) = app
+        .post(&format!("/api/holds/{id}/confirm"), who.clone())
+        .await;
+    assert_eq!((s, body["error"].as_str()), (409, Some("hold_expired")));
+    let (s, hold) = app.post("/api/holds", slot.clone()).await;
+    assert_eq!(s, 201);
+    let id = hold["id"].as_str().expect("id");
+    let (s, booking) = app
+        .post(&format!("/api/holds/{id}/confirm"), who.clone())
+        .await;
+    assert_eq!(s, 201, "{booking}");
+    assert_eq!(booking["start"], "2025-10-14T09:00:00Z");
+    clock.advance(chrono::Duration::days(1) - chrono::Duration::hours(4));
+    let (s, body) = app
+        .post(
+            "/api/holds",
+            json!({"owner": "sam", "start": "2025-10-14T09:00:00Z"}),
+        )
+        .await;
+    assert_eq!((s, body["error"].as_str()), (409, Some("slot_taken")));
+    // The attendee became a contact.
+    let (_, c) = app.get("/api/contacts?phone=%2B447700900123").await;
+    assert_eq!(c["contacts"][0]["name"], "Alex Rivera");
+    let bid = booking["id"].as_str().expect("booking id");
+    assert_eq!(app.delete(&format!("/api/bookings/{bid}")).await.0, 204);
+    assert_eq!(app.delete(&format!("/api/bookings/{bid}")).await.0, 204);
+    assert_eq!(app.delete("/api/bookings/nope").await.0, 404);
+    assert_eq!(app.delete("/api/holds/nope").await.0, 404);
+    let (s, _) = app
+        .post(
+            "/api/holds",
+            json!({"owner": "sam", "start": "2025-10-14T09:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+}
+on_both_databases!(acceptance3_http, super::hold_confirm_cancel_over_http);
+
+fn dst_config() -> frontdesk::config::Config {
+    let mut c = common::config();
+    c.calendar.owners = vec![frontdesk::booking::OwnerConfig {
+        id: "london".into(),
+        name: "Priya".into(),
+        timezone: "Europe/London".into(),
+        hours: frontdesk::booking::WeekHours::weekdays("09:00-17:00"),
+        calcom_event_type_id: None,
+    }];
+    c
+}
+
+/// Acceptance 4: a New York caller books a London owner. Proposals (default:
+/// from the next business day) are spoken in New York time and stored in
+/// UTC, across the weeks when only one side has changed its clocks.
+async fn new_york_caller_london_owner_across_dst(db: TestDb) {
+    // (now, London 10:00 the next day as UTC, spoken for New York, NY offset)
+    let cases = [
+        // Both on winter time: 5 hours apart.
+        (
+            "2025-03-03T12:00:00Z",
+            "2025-03-04T10:00:00Z",
+            "tomorrow at 5 am New York time",
+            "-05:00",
+        ),
+        // US moved on 9 March, UK not until 30 March: 4 hours apart.
+        (
+            "2025-03-17T12:00:00Z",
+            "2025-03-18T10:00:00Z",
+            "tomorrow at 6 am New York time",
+            "-04:00",
+        ),
+        // Both on summer time: 5 hours apart again, London 10:00 is 09:00 UTC.
+        (
+            "2025-03-31T12:00:00Z",
+            "2025-04-01T09:00:00Z",
+            "tomorrow at 5 am New York time",
+            "-04:00",
+        ),
+        // UK back on 26 October, US not until 2 November: 4 hours apart.
+        (
+            "2025-10-27T12:00:00Z",
+            "2025-10-28T10:00:00Z",
+            "tomorrow at 6 am New York time",
+            "-04:00",
+        ),
+        // Both back on winter time.
+        (
+            "2025-11-03T12:00:00Z",
+            "2025-11-04T10:00:00Z",
+            "tomorrow at 5 am New York time",
+            "-05:00",
+        ),
+    ];
+    let clock = clock(cases[0].0);
+    let app = common::spawn_app(dst_config(), &db.url, clock.clone()).await;
+    for (now, utc_start, spoken, offset) in cases {
+        clock.set(t(now));
+        let (s, body) = app
+            .get("/api/slots?owner=london&days=1&tz=America/New_York")
+            .await;
+        assert_eq!(s, 200, "{body}");
+        let slots = body["slots"].as_array().expect("slots");
+        assert_eq!(
+            slots.len(),
+            16,
+            "{now}: a full working day of 30-minute slots"
+        );
+        let slot = slots
+            .iter()
+            .find(|s| s["start"] == utc_start)
+            .unwrap_or_else(|| panic!("{now}: no slot at {utc_start}: {body}"));
+        assert_eq!(slot["spoken"], spoken, "{now}");
+        assert!(
+            slot["local_start"]
+                .as_str()
+                .is_some_and(|l| l.ends_with(offset)),
+            "{slot}"
+        );
+        // Hold and book it as the caller; it is stored as that UTC instant.
+        let (s, hold) = app
+            .post(
+                "/api/holds",
+                json!({"owner": "london", "start": slot["local_start"]}),
+            )
+            .await;
+        assert_eq!(s, 201, "{hold}");
+        assert_eq!(hold["start"], utc_start);
+        let id = hold["id"].as_str().expect("id");
+        let (s, booking) = app
+            .post(
+                &format!("/api/holds/{id}/confirm"),
+                json!({"name": "Jordan Lee", "phone": "+1 212 555 0100", "timezone": "America/New_York"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{booking}");
+        let stored = app
+            .services
+            .store
+            .booking(booking["id"].as_str().expect("id"))
+            .await
+            .expect("get")
+            .expect("booking");
+        assert_eq!(stored.start, t(utc_start));
+    }
+}
+on_both_databases!(
+    acceptance4_timezones,
+    super::new_york_caller_london_owner_across_dst
+);
+
+async fn locked_without_token(db: TestDb) {
+    let cfg = common::config();
+    let services = Services::build(&cfg, &db.url, clock("2025-10-13T08:00:00Z"))
+        .await
+        .expect("services");
+    let open = common::serve(cfg.clone(), services.clone(), None).await;
+    let mut wrong = common::serve(cfg, services, Some(common::TOKEN)).await;
+    for app in [&open] {
+        assert_eq!(app.get("/api/leads").await.0, 401);
+        assert_eq!(app.get("/api/slots").await.0, 401);
+        assert_eq!(
+            app.post("/api/ingest/lead", json!({"phone": "02079460123"}))
+                .await
+                .0,
+            401
+        );
+        assert_eq!(app.post("/api/holds", json!({})).await.0, 401);
+        assert_eq!(app.delete("/api/bookings/x").await.0, 401);
+    }
+    // A server with a token refuses no token and the wrong token.
+    wrong.token = None;
+    assert_eq!(wrong.get("/api/leads").await.0, 401);
+    wrong.token = Some("test-token-12".into());
+    assert_eq!(wrong.get("/api/calls").await.0, 401);
+    wrong.token = Some(common::TOKEN.into());
+    assert_eq!(wrong.get("/api/calls").await.0, 200);
+}
+on_both_databases!(auth, super::locked_without_token);
+
+async fn bad_payloads_name_the_field_and_store_nothing(db: TestDb) {
+    let app = common::spawn_app(common::config(), &db.url, clock("2025-10-13T08:00:00Z")).await;
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"name": "x"}), "phone"),
+        (json!({"phone": "call me"}), "phone"),
+        (json!({"phone": "12"}), "phone"),
+        (json!({"phone": "02079460123", "email": "nope"}), "email"),
+        (json!({"phone": "02079460123", "tier": "E"}), "tier"),
+        (
+            json!({"phone": "02079460123", "timezone": "Mars/Olympus"}),
+            "timezone",
+        ),
+        (
+            json!({"phone": "02079460123", "call_sid": "CA 1"}),
+            "call_sid",
+        ),
+        (json!({"phone": "02079460123", "phnoe": "x"}), "phnoe"),
+        (json!({"phone": 2079460123u64}), "phone"),
+        (
+            json!({"phone": "02079460123", "notes": "x".repeat(10_001)}),
+            "notes",
+        ),
+        (json!([1, 2]), "(body)"),
+    ];
+    for (body, field) in cases {
+        let (s, resp) = app.post("/api/ingest/lead", body.clone()).await;
+        assert_eq!(s, 400, "{body}: {resp}");
+        assert_eq!(resp["field"], field, "{body}: {resp}");
+    }
+    let (s, resp) = app.post_raw("/api/ingest/lead", "{\"phone\": ").await;
+    assert_eq!((s, resp["field"].as_str()), (400, Some("(body)")));
+    assert_eq!(app.services.store.count_contacts().await.expect("count"), 0);
+    let (_, leads) = app.get("/api/leads").await;
+    assert_eq!(leads["leads"], json!([]));
+
+    let holds: Vec<(Value, &str)> = vec![
+        (
+            json!({"owner": "zed", "start": "2025-10-14T09:00:00Z"}),
+            "owner",
+        ),
+        (json!({"owner": "alex", "start": "tuesday"}), "start"),
+        (
+            json!({"owner": "alex", "start": "2025-10-14T09:10:00Z"}),
+            "start",
+        ),
+        (
+            json!({"owner": "alex", "start": "2025-10-18T09:00:00Z"}),
+            "start",
+        ),
+        (
+            json!({"owner": "alex", "start": "2025-10-14T09:00:00Z", "ttl_s": 0}),
+            "ttl_s",
+        ),
+        (json!({"owner": "alex"}), "start"),
+    ];
+    for (body, field) in holds {
+        let (s, resp) = app.post("/api/holds", body.clone()).await;
+        assert_eq!(
+            (s, resp["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {resp}"
+        );
+    }
+    // In the past or inside the 2-hour notice: a conflict, not a bad request.
+    let (s, resp) = app
+        .post(
+            "/api/holds",
+            json!({"owner": "alex", "start": "2025-10-13T09:00:00Z"}),
+        )
+        .await;
+    assert_eq!((s, resp["error"].as_str()), (409, Some("slot_unavailable")));
+    for (q, field) in [
+        ("/api/slots?owner=zed", "owner"),
+        ("/api/slots?days=0", "days"),
+        ("/api/slots?tz=Nowhere", "tz"),
+        ("/api/slots?from=yesterday", "from"),
+        ("/api/slots?colour=red", "colour"),
+        ("/api/leads?since=soon", "since"),
+        ("/api/leads?limit=0", "limit"),
+        ("/api/contacts", "phone"),
+        ("/api/contacts?phone=abc", "phone"),
+    ] {
+        let (s, resp) = app.get(q).await;
+        assert_eq!(
+            (s, resp["field"].as_str()),
+            (400, Some(field)),
+            "{q}: {resp}"
+        );
+    }
+    let (s, hold) = app
+        .post(
+            "/api/holds",
+            json!({"owner": "alex", "start": "2025-10-14T09:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let id = hold["id"].as_str().expect("id");
+    let (s, resp) = app
+        .post(&format!("/api/holds/{id}/confirm"), json!({"name": "A"}))
+        .await;
+    assert_eq!((s, resp["field"].as_str()), (400, Some("phone")));
+    let (s, resp) = app
+        .post(
+            &format!("/api/holds/{id}/confirm"),
+            json!({"email": "a@b.co"}),
+        )
+        .await;
+    assert_eq!((s, resp["field"].as_str()), (400, Some("name")));
+    assert_eq!(app.services.store.count_contacts().await.expect("count"), 0);
+}
+on_both_databases!(
+    validation,
+    super::bad_payloads_name_the_field_and_store_nothing
+);
+
+/// All owners are offered when `owner` is left out; the demo business has two.
+async fn slots_of_all_owners_default_to_next_business_day(db: TestDb) {
+    // Friday afternoon: the next business day is Monday.
+    let app = common::spawn_app(common::config(), &db.url, clock("2025-10-10T15:00:00Z")).await;
+    let (s, body) = app.get("/api/slots?days=1").await;
+    assert_eq!(s, 200, "{body}");
+    let slots = body["slots"].as_array().expect("slots");
+    let owners: std::collections::BTreeSet<&str> =
+        slots.iter().filter_map(|s| s["owner"].as_str()).collect();
+    assert_eq!(owners.into_iter().collect::<Vec<_>>(), ["alex", "sam"]);
+    assert_eq!(slots[0]["start"], "2025-10-13T08:00:00Z"); // Monday 09:00 BST
+    assert_eq!(slots[0]["spoken"], "Monday at 9 am");
+    assert!(slots
+        .windows(2)
+        .all(|w| w[0]["start"].as_str() <= w[1]["start"].as_str()));
+}
+on_both_databases!(
+    slots_all_owners,
+    super::slots_of_all_owners_default_to_next_business_day
+);
