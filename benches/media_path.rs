@@ -16,7 +16,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use frontdesk::audio::{g711, wav, FRAME_SAMPLES};
 use frontdesk::call::{CallCore, CoreConfig};
 use frontdesk::carrier::twilio::TwilioCodec;
-use frontdesk::carrier::{CallEvent, CarrierCodec, Outbound};
+use frontdesk::carrier::{CallEvent, CarrierCodec, CarrierCommand};
 use frontdesk::config::{CallConfig, VadConfig};
 use frontdesk::vad::VoiceDetector;
 
@@ -102,7 +102,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let mut codec = TwilioCodec::new(65536);
     let _ = codec.parse_text(START);
-    let piece = Outbound::Media(pcm[..800].to_vec());
+    let piece = CarrierCommand::Media(pcm[..800].to_vec());
     let mut out = String::with_capacity(2048);
     g.bench_function("encode_100ms", |b| {
         b.iter(|| {
@@ -111,7 +111,7 @@ fn bench(c: &mut Criterion) {
             out.len()
         })
     });
-    let piece20 = Outbound::Media(pcm[..160].to_vec());
+    let piece20 = CarrierCommand::Media(pcm[..160].to_vec());
     g.bench_function("encode_20ms", |b| {
         b.iter(|| {
             out.clear();

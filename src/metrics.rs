@@ -75,7 +75,7 @@ pub struct Metrics {
     pub calls_refused: AtomicU64,
     /// Inbound media frames.
     pub frames_in: AtomicU64,
-    /// Outbound media messages.
+    /// CarrierCommand media messages.
     pub frames_out: AtomicU64,
     /// Carrier messages rejected (bad JSON, bad base64, odd payload, unknown event, oversize).
     pub malformed_messages: AtomicU64,
@@ -140,7 +140,7 @@ impl Metrics {
             ),
             (
                 "frontdesk_frames_out_total",
-                "Outbound media messages.",
+                "CarrierCommand media messages.",
                 &self.frames_out,
                 "counter",
             ),

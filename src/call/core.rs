@@ -45,7 +45,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::audio::{FRAME_SAMPLES, PHONE_RATE};
-use crate::carrier::Outbound;
+use crate::carrier::CarrierCommand;
 use crate::config::{CallConfig, VadConfig};
 use crate::providers::{ProviderError, SttEvent, ToolCall};
 use crate::vad::{BargeIn, BargeInDecision, VadEvent, VoiceDetector};
@@ -128,7 +128,7 @@ pub enum Observation {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Send this to the carrier.
-    Send(Outbound),
+    Send(CarrierCommand),
     /// Ask the STT to finalise the utterance.
     EndOfUtterance,
     /// Start the reply pipeline for generation `gen`.
@@ -606,7 +606,7 @@ impl CallCore {
     }
 
     fn interrupt(&mut self, now: Instant) {
-        self.actions.push_back(Action::Send(Outbound::Clear));
+        self.actions.push_back(Action::Send(CarrierCommand::Clear));
         self.drop_reply(true);
         let onset = self.barge_onset_at.take().unwrap_or(now);
         self.actions.push_back(Action::Observe(Observation::BargeIn(
@@ -713,7 +713,8 @@ impl CallCore {
                     }
                 }
             }
-            self.actions.push_back(Action::Send(Outbound::Media(piece)));
+            self.actions
+                .push_back(Action::Send(CarrierCommand::Media(piece)));
             r.sent += n;
             r.since_mark += n;
             if r.since_mark >= cfg.mark_every || r.queue.is_empty() {
@@ -721,7 +722,8 @@ impl CallCore {
                 let name = format!("g{}m{}", r.gen, r.mark_seq);
                 r.marks.push_back((name.clone(), r.sent));
                 r.since_mark = 0;
-                self.actions.push_back(Action::Send(Outbound::Mark(name)));
+                self.actions
+                    .push_back(Action::Send(CarrierCommand::Mark(name)));
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use super::core::{Action, HangupReason, Observation, TurnState};
 use super::sim::{CallerAudio, Sim, World};
-use crate::carrier::Outbound;
+use crate::carrier::CarrierCommand;
 use crate::config::{CallConfig, VadConfig};
 
 fn vad() -> VadConfig {
@@ -192,15 +192,15 @@ fn send_ahead_is_bounded_and_marks_come_every_200ms() {
         let mut since_mark = 0;
         for (_, o) in &sim.log.sent {
             match o {
-                Outbound::Media(p) => {
+                CarrierCommand::Media(p) => {
                     since_mark += p.len() / 8;
                     assert!(
                         since_mark <= 200,
                         "more than 200 ms of audio without a mark"
                     );
                 }
-                Outbound::Mark(_) => since_mark = 0,
-                Outbound::Clear => {}
+                CarrierCommand::Mark(_) => since_mark = 0,
+                CarrierCommand::Clear => {}
             }
         }
         assert_eq!(since_mark, 0, "the reply ends with a mark");
@@ -238,7 +238,7 @@ fn marks_echoed_after_a_clear_are_discarded_not_played() {
         .sent
         .iter()
         .filter_map(|(t, o)| match o {
-            Outbound::Mark(n) if *t < clear => Some(n.clone()),
+            CarrierCommand::Mark(n) if *t < clear => Some(n.clone()),
             _ => None,
         })
         .collect();
@@ -268,14 +268,14 @@ fn marks_echoed_after_a_clear_are_discarded_not_played() {
             break;
         }
         match o {
-            Outbound::Media(p) => pos += p.len() as u64 / 8,
-            Outbound::Mark(_) => {
+            CarrierCommand::Media(p) => pos += p.len() as u64 / 8,
+            CarrierCommand::Mark(_) => {
                 marks_seen += 1;
                 if marks_seen == played_marks {
                     heard_expected = pos;
                 }
             }
-            Outbound::Clear => {}
+            CarrierCommand::Clear => {}
         }
     }
     assert_eq!(heard, Some(heard_expected));

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use super::core::{Action, CallCore, CoreConfig, Observation, ReplyEvent, ReplyInput, TurnState};
 use crate::audio::{g711, wav, FRAME_SAMPLES};
 use crate::carrier::twilio::TwilioCodec;
-use crate::carrier::{CallEvent, CarrierCodec, Outbound};
+use crate::carrier::{CallEvent, CarrierCodec, CarrierCommand};
 use crate::config::{CallConfig, VadConfig};
 use crate::providers::SttEvent;
 
@@ -63,7 +63,7 @@ enum Ev {
     Stt(SttEvent),
     Reply(u64, ReplyEvent),
     /// A server message reaches the carrier.
-    Deliver(Outbound),
+    Deliver(CarrierCommand),
     /// A mark echo reaches the server.
     MarkBack(String),
     Stop,
@@ -104,7 +104,7 @@ impl Default for World {
 #[derive(Debug, Default)]
 pub struct Log {
     /// Messages the server sent, at send time (ms).
-    pub sent: Vec<(u64, Outbound)>,
+    pub sent: Vec<(u64, CarrierCommand)>,
     /// Observations.
     pub obs: Vec<(u64, Observation)>,
     /// State after each step, when it changed.
@@ -290,20 +290,20 @@ impl Sim {
     }
 
     /// The fake carrier receives a server message (already through the wire format).
-    fn carrier_receive(&mut self, o: Outbound) {
+    fn carrier_receive(&mut self, o: CarrierCommand) {
         let t = self.now;
         match o {
-            Outbound::Media(pcm) => {
+            CarrierCommand::Media(pcm) => {
                 let dur = pcm.len() as u64 / 8;
                 let start = self.play_end.max(t);
                 self.play_end = start + dur;
                 self.log.carrier_backlog_ms.push(self.play_end - t);
             }
-            Outbound::Mark(name) => {
+            CarrierCommand::Mark(name) => {
                 let due = self.play_end.max(t);
                 self.pending_marks.push((due, name));
             }
-            Outbound::Clear => {
+            CarrierCommand::Clear => {
                 self.play_end = t;
                 for (due, _) in &mut self.pending_marks {
                     *due = t;
@@ -395,7 +395,7 @@ impl Sim {
         self.log
             .sent
             .iter()
-            .filter(|(_, o)| *o == Outbound::Clear)
+            .filter(|(_, o)| *o == CarrierCommand::Clear)
             .map(|(t, _)| *t)
             .collect()
     }
@@ -405,7 +405,7 @@ impl Sim {
         self.log
             .sent
             .iter()
-            .filter(|(t, o)| *t >= from && *t < to && matches!(o, Outbound::Media(_)))
+            .filter(|(t, o)| *t >= from && *t < to && matches!(o, CarrierCommand::Media(_)))
             .count()
     }
 
@@ -415,7 +415,7 @@ impl Sim {
             .sent
             .iter()
             .map(|(_, o)| match o {
-                Outbound::Media(p) => p.len() as u64 / 8,
+                CarrierCommand::Media(p) => p.len() as u64 / 8,
                 _ => 0,
             })
             .sum()

@@ -1,8 +1,8 @@
-//! Carrier wire formats ⇄ carrier-neutral [`CallEvent`] / [`Outbound`].
+//! Carrier wire formats ⇄ carrier-neutral [`CallEvent`] / [`CarrierCommand`].
 //!
 //! Each carrier is one module implementing [`CarrierCodec`]: it turns the
 //! carrier's WebSocket messages into [`CallEvent`]s (decoding audio to 8 kHz
-//! PCM into a buffer it owns and reuses) and renders [`Outbound`] commands as
+//! PCM into a buffer it owns and reuses) and renders [`CarrierCommand`] commands as
 //! the carrier's messages. Adding Telnyx or Vonage means writing one such
 //! module; nothing else changes. Codecs never panic on input: every problem
 //! is a [`CarrierError`] that the driver logs, counts, and survives.
@@ -52,7 +52,7 @@ pub struct StreamStart {
 
 /// What we tell the carrier.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outbound {
+pub enum CarrierCommand {
     /// Bot audio, 8 kHz PCM; the codec encodes it for the carrier.
     Media(Vec<i16>),
     /// A playback marker, echoed by the carrier when the audio before it has played.
@@ -93,5 +93,5 @@ pub trait CarrierCodec: Send + 'static {
     /// Parse a binary frame.
     fn parse_binary(&mut self, data: &[u8]) -> Result<CallEvent<'_>, CarrierError>;
     /// Render one outbound command as a text frame, appended to `out` (cleared by the caller).
-    fn encode(&mut self, cmd: &Outbound, out: &mut String);
+    fn encode(&mut self, cmd: &CarrierCommand, out: &mut String);
 }

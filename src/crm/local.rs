@@ -101,7 +101,7 @@ impl Crm for LocalCrm {
     async fn log_call(&self, contact_id: &str, call: &CallLog) -> Result<String, CrmError> {
         let dir = match call.direction {
             Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
+            Direction::CarrierCommand => "outbound",
         };
         let subject = format!("{} ({dir}, {})", call.title, call.status);
         let end = call.started

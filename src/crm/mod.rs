@@ -98,7 +98,7 @@ pub enum Direction {
     /// The contact called us.
     Inbound,
     /// We called the contact.
-    Outbound,
+    CarrierCommand,
 }
 
 /// A call to log against a contact.
