@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::time::{sleep_until, timeout_at, Instant};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::caller::{Caller, CallerConfig, Sent};
@@ -28,6 +29,11 @@ use super::CallError;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest to wait for the server's close after `stop`.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// WebSocket read buffer. tungstenite zero-fills the whole free read buffer
+/// before every read (also on reads that would block): with its 128 KiB
+/// default that memset was half the generator's CPU. Server messages are
+/// small; the buffer still grows for a large frame.
+const READ_BUFFER: usize = 4096;
 /// Live histogram range (1 ms buckets).
 const LIVE_BUCKETS: usize = 30_000;
 
@@ -156,7 +162,9 @@ pub async fn run_call(
             metrics: CallMetrics::new(plan.cfg.turn_timeout, plan.cfg.barge_timeout),
         }
     };
-    let connect = tokio_tungstenite::connect_async_with_config(plan.url.as_str(), None, true);
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let connect =
+        tokio_tungstenite::connect_async_with_config(plan.url.as_str(), Some(config), true);
     let mut ws = match timeout_at((start_at + CONNECT_TIMEOUT).min(hard), connect).await {
         Ok(Ok((ws, _response))) => ws,
         Ok(Err(e)) => return failed(ids, CallError::Connect(e.to_string()), &plan),

@@ -361,10 +361,16 @@ pub async fn run(args: LoadtestArgs) -> Result<Report, LoadtestError> {
         let abort = h.abort_handle();
         match timeout_at(hard + Duration::from_secs(2), h).await {
             Ok(Ok(o)) => outcomes.push(o),
-            Ok(Err(e)) => outcomes.push(lost_call(index, ids, &plan, &e.to_string())),
+            Ok(Err(e)) => outcomes.push(lost_call(
+                index,
+                ids,
+                &plan,
+                CallError::Internal(e.to_string()),
+            )),
             Err(_) => {
+                // Stuck in a write the server never drained.
                 abort.abort();
-                outcomes.push(lost_call(index, ids, &plan, "task did not finish"));
+                outcomes.push(lost_call(index, ids, &plan, CallError::HardDeadline));
             }
         }
     }
@@ -402,12 +408,13 @@ pub async fn run(args: LoadtestArgs) -> Result<Report, LoadtestError> {
     Ok(Report::build(info, wall_s, outcomes, server, generator))
 }
 
-fn lost_call(index: usize, ids: CallIds, plan: &CallPlan, why: &str) -> CallOutcome {
+fn lost_call(index: usize, ids: CallIds, plan: &CallPlan, error: CallError) -> CallOutcome {
     CallOutcome {
         index,
         ids,
-        connected: false,
-        error: Some(CallError::Internal(why.to_string())),
+        // Connects time out long before the hard deadline.
+        connected: matches!(error, CallError::HardDeadline),
+        error: Some(error),
         metrics: metrics::CallMetrics::new(plan.cfg.turn_timeout, plan.cfg.barge_timeout),
     }
 }
