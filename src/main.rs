@@ -171,9 +171,35 @@ fn main() -> ExitCode {
             }
         }
         Command::Migrate { config } => migrate(config),
-        Command::Loadtest(_) => {
-            eprintln!("not yet implemented");
-            ExitCode::FAILURE
+        Command::Loadtest(args) => {
+            let json = args.json;
+            let run = tokio::runtime::Runtime::new()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| {
+                    rt.block_on(frontdesk::loadtest::run(args))
+                        .map_err(|e| e.to_string())
+                });
+            match run {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string_pretty(&report) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => eprintln!("loadtest: {e}"),
+                        }
+                    } else {
+                        print!("{}", report.human());
+                    }
+                    if report.passed {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("loadtest: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
     }
 }
