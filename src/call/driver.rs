@@ -140,11 +140,15 @@ pub async fn run_call<C: CarrierCodec>(
         tokio::pin!(sleep);
         let mut armed: Option<std::time::Instant> = None;
         let mut closing = false;
+        // Built once: a fresh `cancelled()` future per loop turn registers and
+        // unregisters a waiter every frame (a few % of server CPU at 1,000 calls).
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
 
         loop {
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => {
+                _ = &mut cancelled => {
                     info!("call cancelled by server shutdown");
                     break;
                 }

@@ -322,6 +322,7 @@ impl Caller {
                     *pos += 1;
                     if *pos == clip.len() {
                         self.metrics.utterance_ended(now);
+                        self.metrics.label_turn(clip.name().into());
                         self.turn = Turn::Awaiting;
                     }
                     return Frame::Speech(i);

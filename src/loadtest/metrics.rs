@@ -68,6 +68,8 @@ pub struct CallMetrics {
     barge_timeout: Duration,
     /// Turn latencies, µs, in order.
     pub turn_latency_us: Vec<u64>,
+    /// The same turn latencies, µs, with the fixture the turn answered.
+    pub turn_latency_by_fixture: Vec<(std::sync::Arc<str>, u64)>,
     /// Barge-in latencies, µs, in order.
     pub barge_in_latency_us: Vec<u64>,
     /// Utterances with no reply within the turn timeout.
@@ -102,6 +104,8 @@ pub struct CallMetrics {
     /// Server protocol violations.
     pub protocol: ProtocolErrors,
     awaiting_turn: Option<Pending>,
+    /// Fixture of the utterance the pending turn answers.
+    awaiting_label: Option<std::sync::Arc<str>>,
     awaiting_clear: Option<Pending>,
     in_utterance: bool,
     after_clear: bool,
@@ -127,6 +131,7 @@ impl CallMetrics {
             turn_timeout,
             barge_timeout,
             turn_latency_us: Vec::new(),
+            turn_latency_by_fixture: Vec::new(),
             barge_in_latency_us: Vec::new(),
             missed_turns: 0,
             barge_ins: 0,
@@ -144,6 +149,7 @@ impl CallMetrics {
             max_lag_us: 0,
             protocol: ProtocolErrors::default(),
             awaiting_turn: None,
+            awaiting_label: None,
             awaiting_clear: None,
             in_utterance: false,
             after_clear: false,
@@ -185,6 +191,11 @@ impl CallMetrics {
         });
     }
 
+    /// Name the fixture of the utterance that just ended (for the per-fixture breakdown).
+    pub fn label_turn(&mut self, fixture: std::sync::Arc<str>) {
+        self.awaiting_label = Some(fixture);
+    }
+
     /// Give the pending turn (if any) until `timeout` after its utterance
     /// ended instead of the default.
     pub fn set_turn_timeout(&mut self, timeout: Duration) {
@@ -209,7 +220,11 @@ impl CallMetrics {
         }
         match self.awaiting_turn.take() {
             Some(p) => {
-                self.turn_latency_us.push(us(now - p.since));
+                let t = us(now - p.since);
+                self.turn_latency_us.push(t);
+                if let Some(label) = self.awaiting_label.take() {
+                    self.turn_latency_by_fixture.push((label, t));
+                }
                 true
             }
             None => false,
@@ -365,6 +380,35 @@ mod tests {
         assert_eq!(st.max_ms, Some(3.0));
         assert_eq!(st.mean_ms, Some(2.0));
         assert_eq!(LatencyStats::from_us(&mut []).p99_ms, None);
+    }
+
+    #[test]
+    fn turn_latency_is_also_kept_per_fixture() {
+        let t = Instant::now();
+        let mut a = m();
+        for (i, (name, reply_after)) in [("pricing", 630), ("referral", 650), ("pricing", 640)]
+            .iter()
+            .enumerate()
+        {
+            let start = t + ms(i as u64 * 5000);
+            a.utterance_started(start, false);
+            a.utterance_ended(start + ms(1000));
+            a.label_turn((*name).into());
+            assert!(a.media_received(start + ms(1000 + reply_after), media(1, 0)));
+        }
+        let by: Vec<(&str, u64)> = a
+            .turn_latency_by_fixture
+            .iter()
+            .map(|(n, us)| (&**n, *us))
+            .collect();
+        assert_eq!(
+            by,
+            vec![
+                ("pricing", 630_000),
+                ("referral", 650_000),
+                ("pricing", 640_000)
+            ]
+        );
     }
 
     #[test]

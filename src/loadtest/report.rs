@@ -167,6 +167,10 @@ pub struct Report {
     pub calls_connected: usize,
     /// Turn latency over all calls.
     pub turn_latency_ms: LatencyStats,
+    /// Turn latency per fixture of the utterance answered: the server's VAD
+    /// ends each recording at its own offset from the last frame, so compare
+    /// like with like (see `examples/vad_tails.rs`).
+    pub turn_latency_by_fixture_ms: std::collections::BTreeMap<String, LatencyStats>,
     /// Missed turns.
     pub missed_turns: u64,
     /// Interruptions spoken.
@@ -225,6 +229,7 @@ impl Report {
         generator: Option<GeneratorReport>,
     ) -> Self {
         let mut all_turns = Vec::new();
+        let mut by_fixture: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
         let mut all_barge = Vec::new();
         let mut errors = ErrorCounts::default();
         let mut protocol = ProtocolErrors::default();
@@ -233,6 +238,7 @@ impl Report {
             wall_s,
             calls_connected: 0,
             turn_latency_ms: LatencyStats::default(),
+            turn_latency_by_fixture_ms: Default::default(),
             missed_turns: 0,
             barge_ins: 0,
             missed_barge_ins: 0,
@@ -259,6 +265,9 @@ impl Report {
             let mut m = o.metrics;
             r.calls_connected += usize::from(o.connected);
             all_turns.extend_from_slice(&m.turn_latency_us);
+            for (label, t) in &m.turn_latency_by_fixture {
+                by_fixture.entry(label.to_string()).or_default().push(*t);
+            }
             all_barge.extend_from_slice(&m.barge_in_latency_us);
             r.missed_turns += u64::from(m.missed_turns);
             r.barge_ins += u64::from(m.barge_ins);
@@ -313,6 +322,10 @@ impl Report {
             + errors.deadline
             + errors.protocol;
         r.turn_latency_ms = LatencyStats::from_us(&mut all_turns);
+        r.turn_latency_by_fixture_ms = by_fixture
+            .into_iter()
+            .map(|(k, mut v)| (k, LatencyStats::from_us(&mut v)))
+            .collect();
         r.barge_in_latency_ms = LatencyStats::from_us(&mut all_barge);
         r.late_frames_pct = if r.bot_frames == 0 {
             0.0
