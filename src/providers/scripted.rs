@@ -20,6 +20,14 @@ use crate::config::{ScriptedLlmConfig, ScriptedSttConfig, ScriptedTtsConfig};
 /// The built-in two-second reply (fixtures/bot_reply.wav).
 const BUILTIN_REPLY_WAV: &[u8] = include_bytes!("../../fixtures/bot_reply.wav");
 
+/// Wait `d`; a zero latency means no timer at all (a tokio timer rounds up
+/// to its next 1 ms tick, which would add latency a zero-latency fake must not).
+async fn pause(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
+
 /// Scripted speech-to-text.
 #[derive(Debug, Clone)]
 pub struct ScriptedStt {
@@ -51,7 +59,7 @@ impl Stt for ScriptedStt {
             let mut turn = 0usize;
             while let Some(input) = in_rx.recv().await {
                 if let SttInput::EndOfUtterance = input {
-                    tokio::time::sleep(Duration::from_millis(cfg.final_after_ms)).await;
+                    pause(Duration::from_millis(cfg.final_after_ms)).await;
                     // Config validation guarantees at least one transcript.
                     let text =
                         cfg.transcripts[turn.min(cfg.transcripts.len().saturating_sub(1))].clone();
@@ -99,10 +107,10 @@ impl Llm for ScriptedLlm {
         let (tx, rx) = mpsc::channel(64);
         let cfg = self.cfg.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(cfg.first_token_ms)).await;
+            pause(Duration::from_millis(cfg.first_token_ms)).await;
             for (i, word) in cfg.reply.split_inclusive(' ').enumerate() {
                 if i > 0 && cfg.token_interval_ms > 0 {
-                    tokio::time::sleep(Duration::from_millis(cfg.token_interval_ms)).await;
+                    pause(Duration::from_millis(cfg.token_interval_ms)).await;
                 }
                 if tx.send(Ok(LlmEvent::Text(word.to_string()))).await.is_err() {
                     return;
@@ -176,7 +184,7 @@ impl Tts for ScriptedTts {
                 match input {
                     TtsInput::Text(t) if !spoken && !t.trim().is_empty() => {
                         spoken = true;
-                        tokio::time::sleep(first_audio).await;
+                        pause(first_audio).await;
                         for piece in audio.chunks(CHUNK) {
                             if ev_tx
                                 .send(Ok(TtsEvent::Audio(piece.to_vec())))
