@@ -363,6 +363,35 @@ fn from_table<T: serde::de::DeserializeOwned, E: serde::de::Error>(t: toml::Tabl
     })
 }
 
+/// Range checks shared by every remote HTTP client's config (`[calendar.calcom]`,
+/// `[crm.hubspot]`, …): `{prefix}.timeout_ms`, `.max_retries`, `.max_backoff_ms`.
+pub(crate) fn check_http_client(
+    prefix: &str,
+    timeout_ms: u64,
+    max_retries: u32,
+    max_backoff_ms: u64,
+) -> Result<(), ConfigError> {
+    if !(100..=120_000).contains(&timeout_ms) {
+        return Err(ConfigError::invalid(
+            format!("{prefix}.timeout_ms"),
+            "out of range; allowed 100–120000 ms",
+        ));
+    }
+    if max_retries > 10 {
+        return Err(ConfigError::invalid(
+            format!("{prefix}.max_retries"),
+            "out of range; allowed 0–10",
+        ));
+    }
+    if max_backoff_ms > 600_000 {
+        return Err(ConfigError::invalid(
+            format!("{prefix}.max_backoff_ms"),
+            "out of range; allowed 0–600000 ms",
+        ));
+    }
+    Ok(())
+}
+
 /// Range check for a millisecond setting.
 fn check_ms(key: &str, v: u32, lo: u32, hi: u32, multiple_of_20: bool) -> Result<(), ConfigError> {
     if v < lo || v > hi {

@@ -1,46 +1,14 @@
 //! The HTTP server in-process on port 0: health, readiness, metrics, the
 //! call cap, malformed carrier input, and draining on shutdown.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use frontdesk::config::Config;
-use frontdesk::http::{self, AppState};
-use frontdesk::providers::Providers;
-
-async fn start(
-    config: Config,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let providers = Providers::from_config(&config).unwrap();
-    let api = frontdesk::http::api::ApiState::from_config(&config)
-        .await
-        .unwrap();
-    let state = AppState::new(Arc::new(config), providers, api);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        http::serve(listener, state, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    (addr, tx, task)
-}
-
-fn quiet_config() -> Config {
-    let mut c = Config::from_toml("[call]\ngreeting = \"\"\n").unwrap();
-    c.storage.url = Some("sqlite::memory:".into());
-    c
-}
+use support::{quiet_config, start};
 
 const START: &str = r#"{"event":"start","streamSid":"MZ1","start":{"streamSid":"MZ1","callSid":"CA1","accountSid":"AC1"}}"#;
 

@@ -80,25 +80,12 @@ impl CalcomConfig {
                 "must be an http(s) URL",
             ));
         }
-        if !(100..=120_000).contains(&self.timeout_ms) {
-            return Err(ConfigError::invalid(
-                "calendar.calcom.timeout_ms",
-                "out of range; allowed 100–120000 ms",
-            ));
-        }
-        if self.max_retries > 10 {
-            return Err(ConfigError::invalid(
-                "calendar.calcom.max_retries",
-                "out of range; allowed 0–10",
-            ));
-        }
-        if self.max_backoff_ms > 600_000 {
-            return Err(ConfigError::invalid(
-                "calendar.calcom.max_backoff_ms",
-                "out of range; allowed 0–600000 ms",
-            ));
-        }
-        Ok(())
+        crate::config::check_http_client(
+            "calendar.calcom",
+            self.timeout_ms,
+            self.max_retries,
+            self.max_backoff_ms,
+        )
     }
 }
 

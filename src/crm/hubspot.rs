@@ -107,25 +107,12 @@ impl HubspotConfig {
                 format!("`{}` is not an ISO 3166 region", self.default_region),
             )
         })?;
-        if !(100..=120_000).contains(&self.timeout_ms) {
-            return Err(ConfigError::invalid(
-                "crm.hubspot.timeout_ms",
-                "out of range; allowed 100–120000 ms",
-            ));
-        }
-        if self.max_retries > 10 {
-            return Err(ConfigError::invalid(
-                "crm.hubspot.max_retries",
-                "out of range; allowed 0–10",
-            ));
-        }
-        if self.max_backoff_ms > 600_000 {
-            return Err(ConfigError::invalid(
-                "crm.hubspot.max_backoff_ms",
-                "out of range; allowed 0–600000 ms",
-            ));
-        }
-        Ok(())
+        crate::config::check_http_client(
+            "crm.hubspot",
+            self.timeout_ms,
+            self.max_retries,
+            self.max_backoff_ms,
+        )
     }
 }
 

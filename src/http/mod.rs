@@ -158,6 +158,13 @@ pub async fn serve(
         }
         info!("drained");
     };
+    // Media is small writes every 20 ms: never let Nagle hold one back waiting
+    // for an ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(drained)
         .await

@@ -1,0 +1,41 @@
+//! An in-process server on port 0 for the HTTP-level tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use frontdesk::config::Config;
+use frontdesk::http::{self, AppState};
+use frontdesk::providers::Providers;
+
+/// Serve `config` on 127.0.0.1:0; returns the address, a shutdown trigger and the server task.
+pub async fn start(
+    config: Config,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let providers = Providers::from_config(&config).unwrap();
+    let api = frontdesk::http::api::ApiState::from_config(&config)
+        .await
+        .unwrap();
+    let state = AppState::new(Arc::new(config), providers, api);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        http::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (addr, tx, task)
+}
+
+/// No greeting, an in-memory database.
+pub fn quiet_config() -> Config {
+    let mut c = Config::from_toml("[call]\ngreeting = \"\"\n").unwrap();
+    c.storage.url = Some("sqlite::memory:".into());
+    c
+}
