@@ -252,6 +252,13 @@ impl Reply {
     }
 }
 
+/// Exchanges kept in the core: the model's context window and the
+/// heard-by-marks bookkeeping need only the recent ones, and a call that runs
+/// for hours must not grow without bound. (The whole transcript is the
+/// store's business.) When full, the oldest half is dropped at once, so the
+/// cost is amortised.
+const MAX_HISTORY: usize = 64;
+
 /// Marks cleared but not yet echoed; bounded so a carrier that never echoes cannot grow it.
 const MAX_DISCARDED_MARKS: usize = 64;
 
@@ -312,7 +319,7 @@ impl CallCore {
         self.state
     }
 
-    /// The exchanges so far.
+    /// The most recent exchanges (at most 64; older ones are dropped).
     pub fn history(&self) -> &[TurnRecord] {
         &self.history
     }
@@ -649,6 +656,13 @@ impl CallCore {
         }
     }
 
+    fn push_history(&mut self, turn: TurnRecord) {
+        if self.history.len() >= MAX_HISTORY {
+            self.history.drain(..MAX_HISTORY / 2);
+        }
+        self.history.push(turn);
+    }
+
     /// Attach the bot's side to the caller turn it answered (or record it alone, e.g. the greeting).
     fn record_bot(&mut self, bot: String, heard_ms: u64, total_ms: u64, interrupted: bool) {
         match self.history.last_mut() {
@@ -658,7 +672,7 @@ impl CallCore {
                 t.total_ms = total_ms;
                 t.interrupted = interrupted;
             }
-            _ => self.history.push(TurnRecord {
+            _ => self.push_history(TurnRecord {
                 caller: String::new(),
                 bot,
                 heard_ms,
@@ -672,7 +686,7 @@ impl CallCore {
         let gen = self.next_gen;
         self.next_gen += 1;
         if let ReplyInput::Caller { transcript } = &input {
-            self.history.push(TurnRecord {
+            self.push_history(TurnRecord {
                 caller: transcript.clone(),
                 ..TurnRecord::default()
             });

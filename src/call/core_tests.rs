@@ -428,3 +428,19 @@ fn dtmf_is_kept() {
     sim.run_until(1000);
     assert_eq!(sim.core.dtmf(), "4");
 }
+
+#[test]
+fn a_long_call_keeps_a_bounded_history() {
+    // 100 turns of pricing question + reply.
+    let mut caller = CallerAudio::default().noise(500);
+    for _ in 0..100 {
+        caller = caller.say("pricing.wav").noise(3500);
+    }
+    let mut sim = Sim::new(vad(), no_greeting(), World::default(), caller);
+    sim.run_until(100 * 7200 + 1000);
+    assert_eq!(sim.replies_started().len(), 100, "every turn answered");
+    let h = sim.core.history();
+    assert!(h.len() <= 64, "{} records kept", h.len());
+    assert!(h.len() >= 32);
+    assert!(h.iter().all(|t| !t.caller.is_empty() && t.total_ms == 2000));
+}
