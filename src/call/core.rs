@@ -257,7 +257,7 @@ impl Reply {
 /// for hours must not grow without bound. (The whole transcript is the
 /// store's business.) When full, the oldest half is dropped at once, so the
 /// cost is amortised.
-const MAX_HISTORY: usize = 64;
+const MAX_HISTORY: usize = 16;
 
 /// Marks cleared but not yet echoed; bounded so a carrier that never echoes cannot grow it.
 const MAX_DISCARDED_MARKS: usize = 64;
@@ -309,7 +309,7 @@ impl CallCore {
             transcript_deadline: None,
             media_deadline: None,
             actions: VecDeque::new(),
-            history: Vec::new(),
+            history: Vec::with_capacity(MAX_HISTORY),
             dtmf: String::new(),
         }
     }
@@ -319,7 +319,7 @@ impl CallCore {
         self.state
     }
 
-    /// The most recent exchanges (at most 64; older ones are dropped).
+    /// The most recent exchanges (at most 16; older ones are dropped).
     pub fn history(&self) -> &[TurnRecord] {
         &self.history
     }
