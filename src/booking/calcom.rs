@@ -369,14 +369,7 @@ fn urlencode(s: &str) -> String {
 #[async_trait]
 impl super::Calendar for CalcomCalendar {
     fn owners(&self) -> Vec<OwnerInfo> {
-        self.owners
-            .iter()
-            .map(|o| OwnerInfo {
-                id: o.id.clone(),
-                name: o.name.clone(),
-                timezone: o.tz.name().to_string(),
-            })
-            .collect()
+        self.owners.iter().map(Owner::info).collect()
     }
 
     async fn available_slots(

@@ -79,14 +79,7 @@ pub(crate) fn check_ttl(ttl: Duration) -> Result<(), BookingError> {
 #[async_trait]
 impl super::Calendar for LocalCalendar {
     fn owners(&self) -> Vec<OwnerInfo> {
-        self.owners
-            .iter()
-            .map(|o| OwnerInfo {
-                id: o.id.clone(),
-                name: o.name.clone(),
-                timezone: o.tz.name().to_string(),
-            })
-            .collect()
+        self.owners.iter().map(Owner::info).collect()
     }
 
     async fn available_slots(

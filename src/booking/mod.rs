@@ -193,6 +193,17 @@ pub struct Owner {
     pub calcom_event_type_id: Option<i64>,
 }
 
+impl Owner {
+    /// What the API and the brain show of this owner.
+    pub fn info(&self) -> OwnerInfo {
+        OwnerInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            timezone: self.tz.name().to_string(),
+        }
+    }
+}
+
 /// Slot arithmetic rules, parsed from [`CalendarConfig`].
 #[derive(Debug, Clone, Copy)]
 pub struct Rules {
