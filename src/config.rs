@@ -363,14 +363,22 @@ fn from_table<T: serde::de::DeserializeOwned, E: serde::de::Error>(t: toml::Tabl
     })
 }
 
-/// Range checks shared by every remote HTTP client's config (`[calendar.calcom]`,
-/// `[crm.hubspot]`, …): `{prefix}.timeout_ms`, `.max_retries`, `.max_backoff_ms`.
+/// Checks shared by every remote HTTP client's config (`[calendar.calcom]`,
+/// `[crm.hubspot]`, …): `{prefix}.base_url`, `.timeout_ms`, `.max_retries`,
+/// `.max_backoff_ms`.
 pub(crate) fn check_http_client(
     prefix: &str,
+    base_url: &str,
     timeout_ms: u64,
     max_retries: u32,
     max_backoff_ms: u64,
 ) -> Result<(), ConfigError> {
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(ConfigError::invalid(
+            format!("{prefix}.base_url"),
+            "must be an http(s) URL",
+        ));
+    }
     if !(100..=120_000).contains(&timeout_ms) {
         return Err(ConfigError::invalid(
             format!("{prefix}.timeout_ms"),

@@ -74,14 +74,9 @@ impl Default for CalcomConfig {
 impl CalcomConfig {
     /// Range and format checks.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            return Err(ConfigError::invalid(
-                "calendar.calcom.base_url",
-                "must be an http(s) URL",
-            ));
-        }
         crate::config::check_http_client(
             "calendar.calcom",
+            &self.base_url,
             self.timeout_ms,
             self.max_retries,
             self.max_backoff_ms,

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use crate::audio::{FRAME_SAMPLES, PHONE_RATE};
 use crate::carrier::CarrierCommand;
 use crate::config::{CallConfig, VadConfig};
-use crate::providers::{ProviderError, SttEvent, ToolCall};
+use crate::providers::{ChatMessage, ProviderError, Role, SttEvent, ToolCall};
 use crate::vad::{BargeIn, BargeInDecision, VadEvent, VoiceDetector};
 
 /// Where the conversation is.
@@ -322,6 +322,32 @@ impl CallCore {
     /// The most recent exchanges (at most 16; older ones are dropped).
     pub fn history(&self) -> &[TurnRecord] {
         &self.history
+    }
+
+    /// The conversation as chat messages for the model, system prompt first.
+    /// A bot turn the caller cut off is cut to the share of its text they
+    /// heard (by confirmed marks) and ends in "…", so the model does not
+    /// assume the caller heard what was never played.
+    pub fn chat_history(&self, system: &str) -> Vec<ChatMessage> {
+        let mut out = vec![ChatMessage::text(Role::System, system)];
+        for t in &self.history {
+            if !t.caller.is_empty() {
+                out.push(ChatMessage::text(Role::User, t.caller.clone()));
+            }
+            if t.bot.is_empty() {
+                continue;
+            }
+            let text = if t.interrupted && t.total_ms > 0 {
+                let keep = (t.bot.chars().count() as u64 * t.heard_ms / t.total_ms) as usize;
+                let mut s: String = t.bot.chars().take(keep).collect();
+                s.push('…');
+                s
+            } else {
+                t.bot.clone()
+            };
+            out.push(ChatMessage::text(Role::Assistant, text));
+        }
+        out
     }
 
     /// Keypad digits pressed so far.

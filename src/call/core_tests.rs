@@ -444,3 +444,39 @@ fn a_long_call_keeps_a_bounded_history() {
     assert!(h.len() >= 8);
     assert!(h.iter().all(|t| !t.caller.is_empty() && t.total_ms == 2000));
 }
+
+#[test]
+fn the_model_sees_only_what_the_caller_heard_of_an_interrupted_reply() {
+    use crate::providers::Role;
+    let (mut sim, _) = interrupted("existing_customer.wav", 700);
+    sim.run_until(15_200); // the second reply has played out
+    let cut = sim
+        .core
+        .history()
+        .iter()
+        .find(|t| t.interrupted)
+        .cloned()
+        .unwrap_or_default();
+    let msgs = sim.core.chat_history("You are a receptionist.");
+    let roles: Vec<Role> = msgs.iter().map(|m| m.role).collect();
+    assert_eq!(
+        roles,
+        vec![
+            Role::System,
+            Role::User,
+            Role::Assistant,
+            Role::User,
+            Role::Assistant
+        ]
+    );
+    let heard = msgs[2].content.clone().unwrap_or_default();
+    let full = "Sure, I can help.";
+    let keep = full.chars().count() as u64 * cut.heard_ms / cut.total_ms;
+    assert!(keep > 0 && (keep as usize) < full.len(), "{cut:?}");
+    assert_eq!(heard, format!("{}…", &full[..keep as usize]));
+    assert_eq!(
+        msgs[4].content.as_deref(),
+        Some(full),
+        "the uninterrupted reply is whole"
+    );
+}

@@ -18,12 +18,12 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use super::core::{Action, CallCore, CoreConfig, Observation, TurnRecord, TurnState};
+use super::core::{Action, CallCore, CoreConfig, Observation, TurnState};
 use super::reply::run_reply;
 use crate::carrier::{CallEvent, CarrierCodec};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::providers::{ChatMessage, Providers, Role, SttInput, SttParams, SttSession};
+use crate::providers::{Providers, SttInput, SttParams, SttSession};
 
 /// What every call needs from the server.
 #[derive(Clone, Debug)]
@@ -70,28 +70,6 @@ impl LocalCounts {
         m.frames_out
             .fetch_add(std::mem::take(&mut self.frames_out), Relaxed);
     }
-}
-
-/// The conversation so far as chat messages, bot turns cut to what the caller heard.
-fn chat_history(system: &str, turns: &[TurnRecord]) -> Vec<ChatMessage> {
-    let mut out = vec![ChatMessage::text(Role::System, system)];
-    for t in turns {
-        if !t.caller.is_empty() {
-            out.push(ChatMessage::text(Role::User, t.caller.clone()));
-        }
-        if !t.bot.is_empty() {
-            let text = if t.interrupted && t.total_ms > 0 {
-                let keep = (t.bot.chars().count() as u64 * t.heard_ms / t.total_ms) as usize;
-                let mut s: String = t.bot.chars().take(keep).collect();
-                s.push('…');
-                s
-            } else {
-                t.bot.clone()
-            };
-            out.push(ChatMessage::text(Role::Assistant, text));
-        }
-    }
-    out
 }
 
 /// Count a rejected carrier message; log the first few and then every 100th.
@@ -248,7 +226,7 @@ pub async fn run_call<C: CarrierCodec>(
                         }
                     }
                     Action::StartReply { gen, input } => {
-                        let history = chat_history(&services.system_prompt, core.history());
+                        let history = core.chat_history(&services.system_prompt);
                         let task = tokio::spawn(
                             run_reply(gen, input, history, services.providers.clone(), reply_tx.clone())
                                 .in_current_span(),

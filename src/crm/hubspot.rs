@@ -84,12 +84,6 @@ impl Default for HubspotConfig {
 impl HubspotConfig {
     /// Range and format checks.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            return Err(ConfigError::invalid(
-                "crm.hubspot.base_url",
-                "must be an http(s) URL",
-            ));
-        }
         if self.phone_property.is_empty()
             || !self
                 .phone_property
@@ -109,6 +103,7 @@ impl HubspotConfig {
         })?;
         crate::config::check_http_client(
             "crm.hubspot",
+            &self.base_url,
             self.timeout_ms,
             self.max_retries,
             self.max_backoff_ms,
