@@ -45,19 +45,24 @@
 //! `handle_timeout` when it passes). Drain outputs after *every* input. The
 //! driver in [`call::driver`] does exactly this for one WebSocket.
 
+pub mod app;
 pub mod audio;
 pub mod booking;
 pub mod brain;
 pub mod call;
 pub mod carrier;
+pub mod clock;
 pub mod config;
+pub mod config_error;
 pub mod crm;
 pub mod http;
 pub mod loadtest;
 pub mod metrics;
 pub mod notify;
+pub mod phone;
 pub mod pii;
 pub mod providers;
+pub mod retry;
 pub mod routing;
 pub mod store;
 pub mod vad;

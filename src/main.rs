@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use frontdesk::config::Config;
+use frontdesk::app::{App, AppError};
+use frontdesk::clock::SystemClock;
+use frontdesk::config::{Config, Env};
 
 #[derive(Parser)]
 #[command(
@@ -103,26 +105,19 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> ExitCode {
-    let config = match load_config(config.as_ref()) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let api = match frontdesk::http::api::ApiState::from_config(&config).await {
+async fn serve(config: Config, env: Env, listen: Option<std::net::SocketAddr>) -> ExitCode {
+    let app = match App::build(config, &env, Arc::new(SystemClock)).await {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("storage: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let providers = match frontdesk::providers::Providers::from_config(&config) {
-        Ok(p) => p,
-        Err(e) => {
+        Err(AppError::Config(e)) => {
             eprintln!("{e}");
             return ExitCode::from(EXIT_CONFIG);
         }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
     };
-    let addr = listen.unwrap_or(config.server.listen);
+    let addr = listen.unwrap_or(app.config.server.listen);
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -134,10 +129,10 @@ async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) ->
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| addr.to_string());
-    tracing::info!(addr = %local, ?providers, "frontdesk listening");
+    tracing::info!(addr = %local, providers = ?app.providers, "frontdesk listening");
     // A machine-readable line for scripts and tests that bind port 0.
     println!("listening on {local}");
-    let state = frontdesk::http::AppState::new(Arc::new(config), providers, api);
+    let state = frontdesk::http::AppState::new(&app);
     match frontdesk::http::serve(listener, state, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -150,8 +145,10 @@ async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) ->
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(cfg) => match frontdesk::providers::Providers::from_config(&cfg) {
+        Command::CheckConfig { file } => {
+            let env = Env::from_process();
+            // Exactly the checks `serve` makes before it connects anything.
+            match Config::load(&file).and_then(|cfg| App::validate(&cfg, &env)) {
                 Ok(_) => {
                     println!("{}: ok", file.display());
                     ExitCode::SUCCESS
@@ -160,16 +157,22 @@ fn main() -> ExitCode {
                     eprintln!("{e}");
                     ExitCode::from(EXIT_CONFIG)
                 }
-            },
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(EXIT_CONFIG)
             }
-        },
+        }
         Command::Serve { config, listen } => {
             init_tracing();
+            let env = Env::from_process();
+            let config = match load_config(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            // Validate before the runtime, the store or the port.
+            if let Err(e) = App::validate(&config, &env) {
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             match runtime() {
-                Ok(rt) => rt.block_on(serve(config, listen)),
+                Ok(rt) => rt.block_on(serve(config, env, listen)),
                 Err(code) => code,
             }
         }
@@ -213,7 +216,14 @@ fn migrate(config: Option<PathBuf>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let url = cfg.storage.url_from_env();
+    let env = Env::from_process();
+    let url = match cfg.database_url(&env) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let run = async { frontdesk::store::migrate(&url, &cfg.storage).await };
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -8,8 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{t, TestDb};
-use frontdesk::booking::ManualClock;
-use frontdesk::http::api::Services;
+use frontdesk::clock::ManualClock;
 use serde_json::{json, Value};
 
 fn clock(at: &str) -> Arc<ManualClock> {
@@ -365,11 +364,14 @@ on_both_databases!(
 
 async fn locked_without_token(db: TestDb) {
     let cfg = common::config();
-    let services = Services::build(&cfg, &db.url, clock("2025-10-13T08:00:00Z"))
-        .await
-        .expect("services");
-    let open = common::serve(cfg.clone(), services.clone(), None).await;
-    let mut wrong = common::serve(cfg, services, Some(common::TOKEN)).await;
+    let open = common::serve(cfg.clone(), &db.url, clock("2025-10-13T08:00:00Z"), None).await;
+    let mut wrong = common::serve(
+        cfg,
+        &db.url,
+        clock("2025-10-13T08:00:00Z"),
+        Some(common::TOKEN),
+    )
+    .await;
     for app in [&open] {
         assert_eq!(app.get("/api/leads").await.0, 401);
         assert_eq!(app.get("/api/slots").await.0, 401);

@@ -16,9 +16,10 @@ use axum::Json;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use common::t;
 use frontdesk::booking::{
-    BookingError, CalcomCalendar, Calendar, CalendarConfig, CalendarProvider, Clock, ManualClock,
-    OwnerConfig, RecordingSleeper, SlotKey, WeekHours,
+    BookingError, CalcomCalendar, Calendar, CalendarConfig, CalendarProvider, OwnerConfig, SlotKey,
+    WeekHours,
 };
+use frontdesk::clock::{Clock, ManualClock, RecordingSleeper};
 use frontdesk::pii::Secret;
 use serde_json::{json, Value};
 

@@ -14,9 +14,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use frontdesk::booking::RecordingSleeper;
+use frontdesk::clock::RecordingSleeper;
 use frontdesk::crm::hubspot::HubspotConfig;
-use frontdesk::crm::{phone, ContactInput, Crm, CrmError, HubspotCrm};
+use frontdesk::crm::{ContactInput, Crm, CrmError, HubspotCrm};
+use frontdesk::phone;
 use frontdesk::pii::{Pii, Secret};
 use serde_json::{json, Value};
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{t, TestDb};
-use frontdesk::booking::{Calendar, Clock, LocalCalendar, ManualClock, SlotKey};
+use frontdesk::booking::{Calendar, LocalCalendar, SlotKey};
+use frontdesk::clock::{Clock, ManualClock};
 use frontdesk::crm::LocalCrm;
 use frontdesk::store::{OutboxStatus, Store};
 

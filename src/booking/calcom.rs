@@ -22,15 +22,15 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::clock::{backoff, retry_after};
 use super::local::{check_days, check_ttl};
 use super::schedule::{next_business_day, spoken, window_end};
 use super::{
     Attendee, Booking, BookingError, CalendarConfig, Clock, Hold, Owner, OwnerInfo, Rules, Sleeper,
     Slot, SlotKey,
 };
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use crate::pii::Secret;
+use crate::retry::{backoff, retry_after};
 
 /// `cal-api-version` of the slots and reservations endpoints.
 pub const SLOTS_API_VERSION: &str = "2024-09-04";
@@ -74,7 +74,7 @@ impl Default for CalcomConfig {
 impl CalcomConfig {
     /// Range and format checks.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::config::check_http_client(
+        crate::config_error::check_http_client(
             "calendar.calcom",
             &self.base_url,
             self.timeout_ms,

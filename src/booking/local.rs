@@ -14,7 +14,7 @@ use super::{
     Attendee, Booking, BookingError, CalendarConfig, Clock, Hold, Owner, OwnerInfo, Rules, Slot,
     SlotKey,
 };
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use crate::store::{
     CancelOutcome, ClaimOutcome, ConfirmOutcome, NewBooking, ReleaseOutcome, Store,
 };

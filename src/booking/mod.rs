@@ -13,7 +13,6 @@
 //! *whether* to book (that is the brain's job): it only books what it is asked.
 
 pub mod calcom;
-pub mod clock;
 mod local;
 pub mod schedule;
 
@@ -26,11 +25,11 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 pub use calcom::CalcomCalendar;
-pub use clock::{Clock, ManualClock, RecordingSleeper, Sleeper, SystemClock, TokioSleeper};
 pub use local::LocalCalendar;
 
-use crate::config::ConfigError;
-use crate::crm::phone::E164;
+use crate::clock::{Clock, Sleeper};
+use crate::config_error::ConfigError;
+use crate::phone::E164;
 use crate::pii::Pii;
 use crate::store::StoreError;
 

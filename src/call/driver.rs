@@ -20,6 +20,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::core::{Action, CallCore, CoreConfig, Observation, TurnState};
 use super::reply::run_reply;
+use crate::app::App;
 use crate::carrier::{CallEvent, CarrierCodec};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -42,15 +43,15 @@ pub struct CallServices {
 pub const SYSTEM_PROMPT: &str = include_str!("../../prompts/system.md");
 
 impl CallServices {
-    /// Assemble from config and providers.
-    pub fn new(config: Arc<Config>, providers: Providers, metrics: Arc<Metrics>) -> Self {
+    /// The handles a call needs, from the composition root.
+    pub fn new(app: &App) -> Self {
         let system_prompt = SYSTEM_PROMPT
-            .replace("{business}", &config.business.name)
+            .replace("{business}", &app.config.business.name)
             .into();
         CallServices {
-            config,
-            providers,
-            metrics,
+            config: app.config.clone(),
+            providers: app.providers.clone(),
+            metrics: app.metrics.clone(),
             system_prompt,
         }
     }

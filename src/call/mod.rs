@@ -5,6 +5,7 @@
 //! The core must never do I/O or read a clock; the driver must never make
 //! conversational decisions.
 
+pub mod conversation;
 pub mod core;
 #[cfg(test)]
 mod core_tests;
@@ -12,6 +13,7 @@ pub mod driver;
 pub mod reply;
 #[cfg(test)]
 mod sim;
+pub mod tools;
 
 pub use self::core::{
     Action, CallCore, CoreConfig, HangupReason, Observation, ReplyEvent, ReplyInput, TurnRecord,

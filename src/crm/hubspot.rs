@@ -25,13 +25,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    normalise, split_name, CallLog, Contact, ContactInput, Crm, CrmError, Direction, Meeting, Task,
-    E164,
+    split_name, CallLog, Contact, ContactInput, Crm, CrmError, Direction, Meeting, Task, E164,
 };
-use crate::booking::clock::{backoff, retry_after};
-use crate::booking::Sleeper;
-use crate::config::ConfigError;
+use crate::clock::Sleeper;
+use crate::config_error::ConfigError;
+use crate::phone::normalise;
 use crate::pii::{Pii, Secret};
+use crate::retry::{backoff, retry_after};
 
 /// The environment variable holding the private-app token.
 pub const TOKEN_ENV: &str = "HUBSPOT_TOKEN";
@@ -95,13 +95,13 @@ impl HubspotConfig {
                 "must be a HubSpot property name (letters, digits, `_`)",
             ));
         }
-        super::phone::region(&self.default_region).map_err(|_| {
+        crate::phone::region(&self.default_region).map_err(|_| {
             ConfigError::invalid(
                 "crm.hubspot.default_region",
                 format!("`{}` is not an ISO 3166 region", self.default_region),
             )
         })?;
-        crate::config::check_http_client(
+        crate::config_error::check_http_client(
             "crm.hubspot",
             &self.base_url,
             self.timeout_ms,
@@ -174,7 +174,7 @@ impl HubspotCrm {
         sleeper: Arc<dyn Sleeper>,
     ) -> Result<HubspotCrm, ConfigError> {
         cfg.validate()?;
-        let region = super::phone::region(&cfg.default_region)
+        let region = crate::phone::region(&cfg.default_region)
             .map_err(|e| ConfigError::invalid("crm.hubspot.default_region", e.to_string()))?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(cfg.timeout_ms))

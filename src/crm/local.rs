@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{CallLog, Contact, ContactInput, Crm, CrmError, Direction, Meeting, Task, E164};
-use crate::booking::Clock;
+use crate::clock::Clock;
 use crate::pii::Pii;
 use crate::store::{ContactRecord, NewContact, Store};
 

@@ -10,7 +10,6 @@
 
 pub mod hubspot;
 mod local;
-pub mod phone;
 
 use std::time::Duration;
 
@@ -20,9 +19,9 @@ use serde::{Deserialize, Serialize};
 
 pub use hubspot::HubspotCrm;
 pub use local::LocalCrm;
-pub use phone::{normalise, PhoneError, E164};
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
+use crate::phone::E164;
 use crate::pii::Pii;
 use crate::store::StoreError;
 

@@ -9,7 +9,6 @@
 //! the [`Calendar`] — the same code the brain's actions call.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -28,39 +27,15 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::booking::{
-    schedule, Attendee, BookingError, CalcomCalendar, Calendar, CalendarProvider, Clock,
-    LocalCalendar, SlotKey, SystemClock, TokioSleeper,
-};
-use crate::config::{Config, ConfigError};
-use crate::crm::{phone, Crm, CrmProvider, HubspotCrm, LocalCrm};
+use crate::booking::{schedule, Attendee, BookingError, SlotKey};
+use crate::phone;
 use crate::pii::{Pii, Secret};
-use crate::store::{LeadFilter, NewContact, NewLead, Store, StoreError};
-
-/// The environment variable holding the API bearer token.
-pub const TOKEN_ENV: &str = "FRONTDESK_API_TOKEN";
+use crate::store::{LeadFilter, NewContact, NewLead, StoreError};
 
 /// Most rows a list endpoint returns.
 const MAX_LIMIT: i64 = 1000;
 
-/// The services behind the API.
-#[derive(Debug, Clone)]
-pub struct Services {
-    /// The database.
-    pub store: Store,
-    /// The calendar (local or Cal.com).
-    pub calendar: Arc<dyn Calendar>,
-    /// The CRM (local or HubSpot).
-    pub crm: Arc<dyn Crm>,
-    /// Source of `now`.
-    pub clock: Arc<dyn Clock>,
-    /// Region for phone numbers without a country code.
-    pub region: phonenumber::country::Id,
-    /// The business's zone: the default `tz` of `/api/slots`.
-    pub business_tz: Tz,
-    /// Hold time when a request gives none.
-    pub hold_ttl: Duration,
-}
+pub use crate::app::Services;
 
 /// Everything the API handlers need. `ApiState::default()` has no token and
 /// no services: every route answers 401.
@@ -70,42 +45,7 @@ pub struct ApiState {
     services: Option<Services>,
 }
 
-/// Why the API state could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiInitError {
-    /// The database could not be opened or migrated.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A config value is unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A provider is configured but its secret is not in the environment.
-    #[error("{provider} is configured but {env} is not set")]
-    MissingSecret {
-        /// The provider.
-        provider: &'static str,
-        /// The environment variable.
-        env: &'static str,
-    },
-}
-
-fn env_secret(name: &str) -> Option<Secret<String>> {
-    std::env::var(name)
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-        .map(Secret::new)
-}
-
 impl ApiState {
-    /// Connect the store (URL from `FRONTDESK_DATABASE_URL`, `[storage] url`
-    /// or `sqlite://frontdesk.db`), migrate it, build the calendar and the
-    /// CRM, and read `FRONTDESK_API_TOKEN`.
-    pub async fn from_config(config: &Config) -> Result<ApiState, ApiInitError> {
-        let url = config.storage.url_from_env();
-        let services = Services::build(config, &url, Arc::new(SystemClock)).await?;
-        Ok(ApiState::new(services, env_secret(TOKEN_ENV)))
-    }
-
     /// An API over `services`; `token: None` locks every route (401).
     pub fn new(services: Services, token: Option<Secret<String>>) -> ApiState {
         ApiState {
@@ -136,80 +76,6 @@ impl ApiState {
         let a = Sha256::digest(given.as_bytes());
         let b = Sha256::digest(expected.expose().as_bytes());
         a.ct_eq(&b).into()
-    }
-}
-
-impl Services {
-    /// Connect `url`, migrate, and build calendar and CRM from `config`
-    /// (Cal.com and HubSpot secrets from `CALCOM_API_KEY`, `HUBSPOT_TOKEN`).
-    pub async fn build(
-        config: &Config,
-        url: &str,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Services, ApiInitError> {
-        config.calendar.validate()?;
-        config.crm.validate()?;
-        let region = phone::region(&config.business.default_region).map_err(|_| {
-            ConfigError::invalid(
-                "business.default_region",
-                format!(
-                    "`{}` is not an ISO 3166 region",
-                    config.business.default_region
-                ),
-            )
-        })?;
-        let business_tz: Tz = config
-            .business
-            .timezone
-            .parse()
-            .map_err(|_| ConfigError::invalid("business.timezone", "not an IANA time zone"))?;
-        let store = Store::connect(url, &config.storage).await?;
-        let calendar: Arc<dyn Calendar> = match config.calendar.provider {
-            CalendarProvider::Local => Arc::new(LocalCalendar::new(
-                store.clone(),
-                &config.calendar,
-                clock.clone(),
-            )?),
-            CalendarProvider::Calcom => {
-                let key = env_secret(crate::booking::calcom::API_KEY_ENV).ok_or(
-                    ApiInitError::MissingSecret {
-                        provider: "calendar.provider = \"calcom\"",
-                        env: crate::booking::calcom::API_KEY_ENV,
-                    },
-                )?;
-                Arc::new(CalcomCalendar::new(
-                    &config.calendar,
-                    key,
-                    clock.clone(),
-                    Arc::new(TokioSleeper),
-                )?)
-            }
-        };
-        let crm: Arc<dyn Crm> = match config.crm.provider {
-            CrmProvider::Local => Arc::new(LocalCrm::new(store.clone(), clock.clone())),
-            CrmProvider::Hubspot => {
-                let token = env_secret(crate::crm::hubspot::TOKEN_ENV).ok_or(
-                    ApiInitError::MissingSecret {
-                        provider: "crm.provider = \"hubspot\"",
-                        env: crate::crm::hubspot::TOKEN_ENV,
-                    },
-                )?;
-                Arc::new(HubspotCrm::new(
-                    &config.crm.hubspot,
-                    token,
-                    Arc::new(TokioSleeper),
-                )?)
-            }
-        };
-        Ok(Services {
-            store,
-            calendar,
-            crm,
-            clock,
-            region,
-            business_tz,
-            hold_ttl: config.calendar.rules().hold_ttl,
-        })
     }
 }
 

@@ -25,11 +25,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::app::App;
 use crate::call::{run_call, CallServices};
 use crate::carrier::twilio::TwilioCodec;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::providers::Providers;
 
 /// Largest WebSocket message the transport accepts at all; the carrier codec
 /// applies the tighter `server.max_message_bytes` and survives what it rejects.
@@ -63,15 +63,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Assemble the state from its parts.
-    pub fn new(config: Arc<Config>, providers: Providers, api: api::ApiState) -> AppState {
-        let metrics = Arc::new(Metrics::default());
+    /// The state of a server over `app`'s services.
+    pub fn new(app: &App) -> AppState {
+        let config = app.config.clone();
         AppState {
-            calls: CallServices::new(config.clone(), providers, metrics.clone()),
+            calls: CallServices::new(app),
             call_slots: Arc::new(Semaphore::new(config.server.max_calls)),
+            metrics: app.metrics.clone(),
+            api: Arc::new(api::ApiState::new(
+                app.services.clone(),
+                app.api_token.clone(),
+            )),
             config,
-            metrics,
-            api: Arc::new(api),
             tracker: TaskTracker::new(),
             cancel_calls: CancellationToken::new(),
             draining: Arc::new(AtomicBool::new(false)),

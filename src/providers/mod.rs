@@ -179,7 +179,7 @@ pub struct ToolCall {
 }
 
 /// A chat request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LlmRequest {
     /// The conversation so far, system prompt first.
     pub messages: Vec<ChatMessage>,

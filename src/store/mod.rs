@@ -25,7 +25,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Run `$body` with `$p` bound to the concrete pool of either backend. The body
 /// is compiled once per backend, so the same SQL text and row types serve both.
@@ -63,6 +63,7 @@ macro_rules! in_tx {
 
 mod outbox;
 mod records;
+mod sessions;
 mod slots;
 
 pub use outbox::{OutboxItem, OutboxStatus};
@@ -70,6 +71,7 @@ pub use records::{
     ActivityRecord, CallEventRecord, CallRecord, ContactRecord, IngestOutcome, LeadFilter,
     LeadRecord, NewCall, NewContact, NewLead,
 };
+pub use sessions::{Speaker, ToolClaim, TurnRow};
 pub use slots::{
     BookingRecord, CancelOutcome, ClaimOutcome, ConfirmOutcome, HoldRecord, HoldStatus, NewBooking,
     ReleaseOutcome,
@@ -77,9 +79,6 @@ pub use slots::{
 
 /// The URL used when neither `[storage] url` nor `FRONTDESK_DATABASE_URL` is set.
 pub const DEFAULT_URL: &str = "sqlite://frontdesk.db";
-
-/// The environment variable that overrides `[storage] url`.
-pub const URL_ENV: &str = "FRONTDESK_DATABASE_URL";
 
 /// `[storage]`
 #[derive(Debug, Clone, Deserialize)]
@@ -109,12 +108,7 @@ impl StorageConfig {
     /// Range and format checks.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(url) = &self.url {
-            if Backend::of_url(url).is_none() {
-                return Err(ConfigError::invalid(
-                    "storage.url",
-                    "must start with `sqlite:` or `postgres://` (or `postgresql://`)",
-                ));
-            }
+            check_url(url).map_err(|m| ConfigError::invalid("storage.url", m))?;
         }
         if !(1..=200).contains(&self.max_connections) {
             return Err(ConfigError::invalid(
@@ -133,19 +127,39 @@ impl StorageConfig {
         }
         Ok(())
     }
+}
 
-    /// The URL to use: `env_override` (the value of `FRONTDESK_DATABASE_URL`)
-    /// first, then `[storage] url`, then [`DEFAULT_URL`].
-    pub fn resolve_url(&self, env_override: Option<String>) -> String {
-        env_override
-            .filter(|s| !s.trim().is_empty())
-            .or_else(|| self.url.clone())
-            .unwrap_or_else(|| DEFAULT_URL.to_string())
-    }
-
-    /// [`StorageConfig::resolve_url`] with the real environment.
-    pub fn url_from_env(&self) -> String {
-        self.resolve_url(std::env::var(URL_ENV).ok())
+/// Whether `url` names a database frontdesk can use; the message says what
+/// is wrong. A SQLite URL needs a file path (`sqlite://frontdesk.db`) or
+/// `sqlite::memory:`: an empty path would give every pooled connection a
+/// private temporary database, and writes would vanish.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let url = url.trim();
+    match Backend::of_url(url) {
+        None => Err(format!(
+            "`{}` must start with `sqlite:` or `postgres://` (or `postgresql://`)",
+            redact_url(url)
+        )),
+        Some(Backend::Sqlite) => {
+            let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+            let path = rest.split('?').next().unwrap_or("");
+            if path.is_empty() && !url.contains("mode=memory") {
+                Err(format!(
+                    "`{url}` has no file path (write sqlite://frontdesk.db, or sqlite::memory: for a throw-away database)"
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Some(Backend::Postgres) => {
+            let rest = url.split_once("://").map(|(_, r)| r).unwrap_or("");
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            if host.is_empty() || host.starts_with('/') || host.starts_with('?') {
+                Err(format!("`{}` names no host", redact_url(url)))
+            } else {
+                Ok(())
+            }
+        }
     }
 }
 
@@ -391,16 +405,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn url_precedence_env_then_config_then_default() {
-        let mut cfg = StorageConfig::default();
-        assert_eq!(cfg.resolve_url(None), DEFAULT_URL);
-        cfg.url = Some("postgres://db/x".into());
-        assert_eq!(cfg.resolve_url(None), "postgres://db/x");
-        assert_eq!(
-            cfg.resolve_url(Some("sqlite://other.db".into())),
-            "sqlite://other.db"
-        );
-        assert_eq!(cfg.resolve_url(Some(" ".into())), "postgres://db/x");
+    fn unusable_urls_are_refused_with_the_reason() {
+        for ok in [
+            "sqlite://frontdesk.db",
+            "sqlite:frontdesk.db",
+            "sqlite::memory:",
+            "sqlite:///tmp/x.db?mode=rwc",
+            "postgres://u@h/db",
+            "postgresql://h:5432/db",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("sqlite://", "no file path"),
+            ("sqlite:", "no file path"),
+            ("sqlite://?mode=rwc", "no file path"),
+            ("postgres://", "no host"),
+            ("postgres://u:pw@/db", "no host"),
+            ("mysql://x", "must start with"),
+        ] {
+            let e = check_url(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains("pw@"), "password shown: {e}");
+        }
     }
 
     #[test]
@@ -430,11 +457,11 @@ mod tests {
         let cfg = StorageConfig::default();
         let first = migrate(&url, &cfg).await.unwrap();
         assert_eq!(first.backend, Backend::Sqlite);
-        assert_eq!(first.applied.len(), 1);
+        assert_eq!(first.applied.len(), SQLITE_MIGRATIONS.iter().count());
         assert!(dir.path().join("fd.db").exists());
         let second = migrate(&url, &cfg).await.unwrap();
         assert!(second.applied.is_empty());
-        assert_eq!(second.already, 1);
+        assert_eq!(second.already, first.applied.len());
         let store = Store::connect(&url, &cfg).await.unwrap();
         let Pool::Sqlite(p) = &store.pool else {
             panic!("expected sqlite")

@@ -8,7 +8,7 @@ use super::{from_ms, new_id, to_ms, Store, StoreError};
 use crate::pii::Pii;
 
 /// A contact to create or update, keyed by its E.164 phone number (already
-/// normalised by [`crate::crm::phone`]). `None` fields keep the stored value.
+/// normalised by [`crate::phone`]). `None` fields keep the stored value.
 #[derive(Debug, Clone)]
 pub struct NewContact {
     /// E.164 number (`+447700900123`).

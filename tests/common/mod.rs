@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use frontdesk::booking::{Attendee, BookingError, Calendar, Clock, ManualClock, SlotKey};
-use frontdesk::config::Config;
-use frontdesk::crm::{phone, CallLog, ContactInput, Crm, Direction, Meeting, Task};
-use frontdesk::http::api::{ApiState, Services};
-use frontdesk::pii::{Pii, Secret};
+use frontdesk::booking::{Attendee, BookingError, Calendar, SlotKey};
+use frontdesk::clock::{Clock, ManualClock};
+use frontdesk::config::{env, Config, Env};
+use frontdesk::crm::{CallLog, ContactInput, Crm, Direction, Meeting, Task};
+use frontdesk::http::api::Services;
+use frontdesk::phone;
+use frontdesk::pii::Pii;
 use serde_json::Value;
 use sqlx::Connection;
 
@@ -135,19 +137,23 @@ pub struct App {
     pub token: Option<String>,
 }
 
-/// Build the services for `config` on `url`, then serve them.
+/// Build the app for `config` on `url` through the composition root, then serve it.
 pub async fn spawn_app(config: Config, url: &str, clock: Arc<ManualClock>) -> App {
-    let services = Services::build(&config, url, clock)
-        .await
-        .expect("services");
-    serve(config, services, Some(TOKEN)).await
+    serve(config, url, clock, Some(TOKEN)).await
 }
 
-/// The one place that builds `AppState` for tests.
-pub async fn serve(config: Config, services: Services, token: Option<&str>) -> App {
-    let api = ApiState::new(services.clone(), token.map(|t| Secret::new(t.to_string())));
-    let providers = frontdesk::providers::Providers::from_config(&config).expect("providers");
-    let state = frontdesk::http::AppState::new(Arc::new(config), providers, api);
+/// The one place that builds `AppState` for tests: [`frontdesk::app::App::build`]
+/// with an environment naming the database and (optionally) the API token.
+pub async fn serve(config: Config, url: &str, clock: Arc<ManualClock>, token: Option<&str>) -> App {
+    let mut env = Env::from_pairs([(env::DATABASE_URL, url)]);
+    if let Some(t) = token {
+        env = env.with(env::API_TOKEN, t);
+    }
+    let app = frontdesk::app::App::build(config, &env, clock)
+        .await
+        .expect("app");
+    let services = app.services.clone();
+    let state = frontdesk::http::AppState::new(&app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use frontdesk::clock::SystemClock;
 use frontdesk::config::Config;
+use frontdesk::config::Env;
 use frontdesk::http::{self, AppState};
-use frontdesk::providers::Providers;
 
 /// Serve `config` on 127.0.0.1:0; returns the address, a shutdown trigger and the server task.
 pub async fn start(
@@ -17,11 +18,10 @@ pub async fn start(
 ) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let providers = Providers::from_config(&config).unwrap();
-    let api = frontdesk::http::api::ApiState::from_config(&config)
+    let app = frontdesk::app::App::build(config, &Env::default(), Arc::new(SystemClock))
         .await
         .unwrap();
-    let state = AppState::new(Arc::new(config), providers, api);
+    let state = AppState::new(&app);
     let (tx, rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
         http::serve(listener, state, async {

@@ -13,43 +13,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// A config problem, naming the key it is about.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The path that was tried.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The TOML did not parse or a key has the wrong type / is unknown.
-    #[error("config error at `{key}`: {message}")]
-    Parse {
-        /// Dotted path of the offending key (`vad.start_ms`), or `(root)`.
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A value parsed but is out of range or inconsistent.
-    #[error("config error at `{key}`: {message}")]
-    Invalid {
-        /// Dotted path of the offending key.
-        key: String,
-        /// What is wrong and what is allowed.
-        message: String,
-    },
-}
+pub mod env;
+pub use env::Env;
 
-impl ConfigError {
-    pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::Invalid {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use crate::config_error::{check_http_client, ConfigError};
 
 /// The whole configuration. Every section is optional; `Config::default()` is
 /// the built-in demo business with scripted providers.
@@ -363,43 +330,6 @@ fn from_table<T: serde::de::DeserializeOwned, E: serde::de::Error>(t: toml::Tabl
     })
 }
 
-/// Checks shared by every remote HTTP client's config (`[calendar.calcom]`,
-/// `[crm.hubspot]`, …): `{prefix}.base_url`, `.timeout_ms`, `.max_retries`,
-/// `.max_backoff_ms`.
-pub(crate) fn check_http_client(
-    prefix: &str,
-    base_url: &str,
-    timeout_ms: u64,
-    max_retries: u32,
-    max_backoff_ms: u64,
-) -> Result<(), ConfigError> {
-    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-        return Err(ConfigError::invalid(
-            format!("{prefix}.base_url"),
-            "must be an http(s) URL",
-        ));
-    }
-    if !(100..=120_000).contains(&timeout_ms) {
-        return Err(ConfigError::invalid(
-            format!("{prefix}.timeout_ms"),
-            "out of range; allowed 100–120000 ms",
-        ));
-    }
-    if max_retries > 10 {
-        return Err(ConfigError::invalid(
-            format!("{prefix}.max_retries"),
-            "out of range; allowed 0–10",
-        ));
-    }
-    if max_backoff_ms > 600_000 {
-        return Err(ConfigError::invalid(
-            format!("{prefix}.max_backoff_ms"),
-            "out of range; allowed 0–600000 ms",
-        ));
-    }
-    Ok(())
-}
-
 /// Range check for a millisecond setting.
 fn check_ms(key: &str, v: u32, lo: u32, hi: u32, multiple_of_20: bool) -> Result<(), ConfigError> {
     if v < lo || v > hi {
@@ -473,6 +403,35 @@ impl Config {
         if let Some(p) = &tts.audio {
             if p.is_relative() {
                 tts.audio = Some(base.join(p));
+            }
+        }
+    }
+
+    /// The database URL: `FRONTDESK_DATABASE_URL` if set, else `[storage]
+    /// url`, else `sqlite://frontdesk.db`. A variable that is set but blank,
+    /// or a URL frontdesk cannot use, is an error naming where it came from.
+    pub fn database_url(&self, env: &Env) -> Result<String, ConfigError> {
+        match env.raw(env::DATABASE_URL) {
+            Some(v) if v.trim().is_empty() => Err(ConfigError::BadEnv {
+                var: env::DATABASE_URL.into(),
+                message: "is set but empty; unset it to use `[storage] url` or the default sqlite://frontdesk.db".into(),
+            }),
+            Some(v) => {
+                crate::store::check_url(v).map_err(|message| ConfigError::BadEnv {
+                    var: env::DATABASE_URL.into(),
+                    message,
+                })?;
+                Ok(v.trim().to_string())
+            }
+            None => {
+                let url = self
+                    .storage
+                    .url
+                    .clone()
+                    .unwrap_or_else(|| crate::store::DEFAULT_URL.to_string());
+                crate::store::check_url(&url)
+                    .map_err(|m| ConfigError::invalid("storage.url", m))?;
+                Ok(url.trim().to_string())
             }
         }
     }

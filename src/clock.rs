@@ -1,5 +1,6 @@
-//! Time as an input: the [`Clock`] every booking decision reads `now` from,
-//! and the [`Sleeper`] remote clients wait on between retries. Tests use
+//! Time as an input (a leaf: imports nothing of the crate): the [`Clock`]
+//! every decision that needs wall-clock `now` reads it from, and the
+//! [`Sleeper`] remote clients wait on between retries. Tests use
 //! [`ManualClock`] and [`RecordingSleeper`] so nothing depends on real time.
 
 use std::sync::Mutex;
@@ -84,25 +85,4 @@ impl Sleeper for RecordingSleeper {
     async fn sleep(&self, d: Duration) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).push(d);
     }
-}
-
-/// The wait a `429`/`503` response asks for: `Retry-After` in seconds (the
-/// HTTP-date form is not used by Cal.com or HubSpot and is ignored).
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-/// Exponential back-off for attempt `n` (0-based) with ±25 % jitter, capped.
-pub fn backoff(n: u32, base: Duration, cap: Duration) -> Duration {
-    let exp = base.saturating_mul(1u32 << n.min(16));
-    let d = exp.min(cap);
-    let jitter = rand::random::<f64>() * 0.5 + 0.75;
-    d.mul_f64(jitter).min(cap)
 }

@@ -1,0 +1,206 @@
+//! The composition root: builds every shared service once, from a validated
+//! [`Config`] and an [`Env`], and hands out handles.
+//!
+//! Order (fixed): [`App::validate`] checks everything `serve` would reject —
+//! config values, the environment variables the configured features need,
+//! the database URL, provider files — without connecting anything; then
+//! [`App::build`] connects and migrates the store and builds the calendar,
+//! CRM and providers. The HTTP router, the media driver and the CLI commands
+//! take their handles from the [`App`]; nothing else reads the environment or
+//! constructs a service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use crate::booking::{CalcomCalendar, Calendar, CalendarProvider, LocalCalendar};
+use crate::clock::{Clock, TokioSleeper};
+use crate::config::{env, Config, ConfigError, Env};
+use crate::crm::{Crm, CrmProvider, HubspotCrm, LocalCrm};
+use crate::metrics::Metrics;
+use crate::phone;
+use crate::pii::Secret;
+use crate::providers::Providers;
+use crate::store::{Store, StoreError};
+
+/// Why the app could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Bad config or a missing environment variable (exit 64).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The business services the API and the call's actions share: the same
+/// calendar the brain books on is the one `/api/holds` uses.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// The database.
+    pub store: Store,
+    /// The calendar (local or Cal.com).
+    pub calendar: Arc<dyn Calendar>,
+    /// The CRM (local or HubSpot).
+    pub crm: Arc<dyn Crm>,
+    /// Source of wall-clock `now`.
+    pub clock: Arc<dyn Clock>,
+    /// Region for phone numbers written without a country code.
+    pub region: phonenumber::country::Id,
+    /// The business's time zone.
+    pub business_tz: Tz,
+    /// Hold time when a request gives none.
+    pub hold_ttl: Duration,
+}
+
+/// Everything built once per process.
+#[derive(Clone)]
+pub struct App {
+    /// The validated config.
+    pub config: Arc<Config>,
+    /// Process metrics.
+    pub metrics: Arc<Metrics>,
+    /// STT, LLM, TTS.
+    pub providers: Providers,
+    /// Store, calendar, CRM, clock.
+    pub services: Services,
+    /// Bearer token of `/api` (`None`: every API route answers 401).
+    pub api_token: Option<Secret<String>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("providers", &self.providers)
+            .field("store", &self.services.store.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`App::validate`] resolved, so [`App::build`] does not resolve twice.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The database URL to connect to.
+    pub database_url: String,
+    /// Phone region.
+    pub region: phonenumber::country::Id,
+    /// Business time zone.
+    pub business_tz: Tz,
+}
+
+impl App {
+    /// Everything `serve` would reject, checked without connecting anything:
+    /// `check-config` runs exactly this. Errors name the key or the variable.
+    pub fn validate(config: &Config, env: &Env) -> Result<Validated, ConfigError> {
+        config.validate()?;
+        let database_url = config.database_url(env)?;
+        if config.calendar.provider == CalendarProvider::Calcom
+            && env.secret(env::CALCOM_API_KEY).is_none()
+        {
+            return Err(ConfigError::missing_env(
+                "calendar.provider",
+                "\"calcom\"",
+                env::CALCOM_API_KEY,
+            ));
+        }
+        if config.crm.provider == CrmProvider::Hubspot && env.secret(env::HUBSPOT_TOKEN).is_none() {
+            return Err(ConfigError::missing_env(
+                "crm.provider",
+                "\"hubspot\"",
+                env::HUBSPOT_TOKEN,
+            ));
+        }
+        // Files the providers load at start-up (e.g. the scripted TTS audio).
+        Providers::from_config(config)
+            .map_err(|e| ConfigError::invalid(e.key.clone(), e.message.clone()))?;
+        let region = phone::region(&config.business.default_region).map_err(|_| {
+            ConfigError::invalid(
+                "business.default_region",
+                format!(
+                    "`{}` is not an ISO 3166 region (e.g. GB, US)",
+                    config.business.default_region
+                ),
+            )
+        })?;
+        let business_tz: Tz = config
+            .business
+            .timezone
+            .parse()
+            .map_err(|_| ConfigError::invalid("business.timezone", "not an IANA time zone"))?;
+        Ok(Validated {
+            database_url,
+            region,
+            business_tz,
+        })
+    }
+
+    /// Validate, then connect and migrate the store and build every service.
+    pub async fn build(config: Config, env: &Env, clock: Arc<dyn Clock>) -> Result<App, AppError> {
+        let v = App::validate(&config, env)?;
+        let providers = Providers::from_config(&config)
+            .map_err(|e| ConfigError::invalid(e.key.clone(), e.message.clone()))?;
+        let store = Store::connect(&v.database_url, &config.storage).await?;
+        let services = Services::build(&config, env, &v, store, clock)?;
+        Ok(App {
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::default()),
+            providers,
+            services,
+            api_token: env.secret(env::API_TOKEN),
+        })
+    }
+}
+
+impl Services {
+    /// Calendar and CRM over `store`, as `config` asks (secrets from `env`).
+    pub fn build(
+        config: &Config,
+        env: &Env,
+        v: &Validated,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Services, ConfigError> {
+        let calendar: Arc<dyn Calendar> = match config.calendar.provider {
+            CalendarProvider::Local => Arc::new(LocalCalendar::new(
+                store.clone(),
+                &config.calendar,
+                clock.clone(),
+            )?),
+            CalendarProvider::Calcom => {
+                let key = env.secret(env::CALCOM_API_KEY).ok_or_else(|| {
+                    ConfigError::missing_env("calendar.provider", "\"calcom\"", env::CALCOM_API_KEY)
+                })?;
+                Arc::new(CalcomCalendar::new(
+                    &config.calendar,
+                    key,
+                    clock.clone(),
+                    Arc::new(TokioSleeper),
+                )?)
+            }
+        };
+        let crm: Arc<dyn Crm> = match config.crm.provider {
+            CrmProvider::Local => Arc::new(LocalCrm::new(store.clone(), clock.clone())),
+            CrmProvider::Hubspot => {
+                let token = env.secret(env::HUBSPOT_TOKEN).ok_or_else(|| {
+                    ConfigError::missing_env("crm.provider", "\"hubspot\"", env::HUBSPOT_TOKEN)
+                })?;
+                Arc::new(HubspotCrm::new(
+                    &config.crm.hubspot,
+                    token,
+                    Arc::new(TokioSleeper),
+                )?)
+            }
+        };
+        Ok(Services {
+            store,
+            calendar,
+            crm,
+            clock,
+            region: v.region,
+            business_tz: v.business_tz,
+            hold_ttl: config.calendar.rules().hold_ttl,
+        })
+    }
+}
