@@ -75,7 +75,7 @@ pub struct Metrics {
     pub calls_refused: AtomicU64,
     /// Inbound media frames.
     pub frames_in: AtomicU64,
-    /// CarrierCommand media messages.
+    /// Outbound messages to the carrier (media, marks, clears).
     pub frames_out: AtomicU64,
     /// Carrier messages rejected (bad JSON, bad base64, odd payload, unknown event, oversize).
     pub malformed_messages: AtomicU64,
@@ -85,6 +85,15 @@ pub struct Metrics {
     pub playout_underruns: AtomicU64,
     /// Provider errors (any provider, any kind).
     pub provider_errors: AtomicU64,
+    /// Caller frames that never reached the speech-to-text (its queue was
+    /// full, it was still connecting past the buffer, or it failed).
+    pub caller_frames_dropped: AtomicU64,
+    /// Call-record writes dropped because the call's writer queue was full.
+    pub record_writes_dropped: AtomicU64,
+    /// Call-record writes the database refused.
+    pub record_write_errors: AtomicU64,
+    /// Tool jobs started.
+    pub tool_jobs: AtomicU64,
     /// End of caller speech → first bot audio sent, in ms.
     pub turn_latency: Histogram,
     /// First voiced frame of an interruption → `clear` sent, in ms.
@@ -103,6 +112,10 @@ impl Default for Metrics {
             barge_ins: AtomicU64::new(0),
             playout_underruns: AtomicU64::new(0),
             provider_errors: AtomicU64::new(0),
+            caller_frames_dropped: AtomicU64::new(0),
+            record_writes_dropped: AtomicU64::new(0),
+            record_write_errors: AtomicU64::new(0),
+            tool_jobs: AtomicU64::new(0),
             turn_latency: Histogram::new(LATENCY_BOUNDS),
             barge_in_latency: Histogram::new(LATENCY_BOUNDS),
         }
@@ -113,7 +126,7 @@ impl Metrics {
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let gauges: [(&str, &str, &AtomicU64, &str); 9] = [
+        let gauges: [(&str, &str, &AtomicU64, &str); 13] = [
             (
                 "frontdesk_active_calls",
                 "Calls currently connected.",
@@ -140,7 +153,7 @@ impl Metrics {
             ),
             (
                 "frontdesk_frames_out_total",
-                "CarrierCommand media messages.",
+                "Outbound carrier messages (media, mark, clear).",
                 &self.frames_out,
                 "counter",
             ),
@@ -166,6 +179,30 @@ impl Metrics {
                 "frontdesk_provider_errors_total",
                 "Provider errors.",
                 &self.provider_errors,
+                "counter",
+            ),
+            (
+                "frontdesk_caller_frames_dropped_total",
+                "Caller frames that never reached speech-to-text.",
+                &self.caller_frames_dropped,
+                "counter",
+            ),
+            (
+                "frontdesk_record_writes_dropped_total",
+                "Call-record writes dropped (writer queue full).",
+                &self.record_writes_dropped,
+                "counter",
+            ),
+            (
+                "frontdesk_record_write_errors_total",
+                "Call-record writes the database refused.",
+                &self.record_write_errors,
+                "counter",
+            ),
+            (
+                "frontdesk_tool_jobs_total",
+                "Tool jobs started.",
+                &self.tool_jobs,
                 "counter",
             ),
         ];

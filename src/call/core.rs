@@ -21,9 +21,12 @@
 //! `Greeting → Listening → CallerSpeaking → Thinking → BotSpeaking → Listening …`
 //! The caller's turn ends after `vad.end_ms` of silence; the core then asks
 //! the STT to finalise ([`Action::EndOfUtterance`]) and, once the final
-//! transcript is in, asks for a reply ([`Action::StartReply`]). If the caller
-//! speaks again before any reply audio is out, the pending reply is cancelled
-//! and the new words join the same turn.
+//! transcript is in, reports the utterance ([`CoreEvent::Utterance`]). What
+//! to answer is not the core's business: its owner (the
+//! [`Session`](super::Session)) asks the conversation and calls
+//! [`CallCore::start_reply`]. If the caller speaks again before any reply
+//! audio is out, the pending reply is cancelled and the new words join the
+//! same turn (the next utterance says it `amends_previous`).
 //!
 //! # Playout
 //!
@@ -38,8 +41,16 @@
 //! core sends `clear`, cancels the reply (queued audio and in-flight
 //! generation) and records how much the caller heard by confirmed marks;
 //! marks echoed after the `clear` count as discarded, not played. Tool calls
-//! surface as [`Action::RunTool`] only from the current generation; the
-//! driver runs them outside the cancellable reply task.
+//! surface as [`CoreEvent::ToolCall`] only from the current generation (those
+//! of a cancelled one are dropped with its other output); the session runs
+//! them outside the cancellable reply task.
+//!
+//! # Events
+//!
+//! Besides [`Action`]s for the driver, the core reports what happened to the
+//! conversation as [`CoreEvent`]s ([`CallCore::poll_event`]): utterances,
+//! bot turns played or cut off (with what was heard), failed replies, tool
+//! calls, DTMF and the end of the call.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -47,13 +58,14 @@ use std::time::{Duration, Instant};
 use crate::audio::{FRAME_SAMPLES, PHONE_RATE};
 use crate::carrier::CarrierCommand;
 use crate::config::{CallConfig, VadConfig};
-use crate::providers::{ChatMessage, ProviderError, Role, SttEvent, ToolCall};
+use crate::providers::{LlmRequest, ProviderError, SttEvent, ToolCall};
 use crate::vad::{BargeIn, BargeInDecision, VadEvent, VoiceDetector};
 
 /// Where the conversation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TurnState {
-    /// The bot is saying its greeting.
+    /// The bot speaks unprompted (the greeting, news from a tool): the
+    /// caller can cut in as during a reply.
     Greeting,
     /// Waiting for the caller.
     Listening,
@@ -67,16 +79,13 @@ pub enum TurnState {
     Ended,
 }
 
-/// What a reply is for.
+/// What a reply speaks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReplyInput {
-    /// Speak this text as is (no model).
-    Greeting(String),
-    /// Answer the caller, who said this.
-    Caller {
-        /// The caller's words for this turn.
-        transcript: String,
-    },
+    /// This text as it is (no model).
+    Say(String),
+    /// What the model answers to this request.
+    Generate(LlmRequest),
 }
 
 /// Output of the reply pipeline for one generation.
@@ -101,6 +110,38 @@ pub enum HangupReason {
     CarrierStop,
     /// No media for `call.media_timeout_ms`.
     MediaTimeout,
+    /// The carrier's socket went away without `stop`.
+    Disconnected,
+    /// The conversation is over and hung up.
+    Completed,
+    /// The conversation handed the caller to people.
+    HandOff,
+    /// The server is shutting down.
+    Drained,
+}
+
+/// What happened, for the conversation (drain with [`CallCore::poll_event`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoreEvent {
+    /// The caller finished a turn. `amends_previous`: the reply to their
+    /// previous turn was dropped unheard, and `text` repeats that turn's
+    /// words before the new ones.
+    Utterance {
+        /// What they said.
+        text: String,
+        /// Replaces the previous turn.
+        amends_previous: bool,
+    },
+    /// A reply with audio ended: played out, or cut off.
+    BotTurnEnded(TurnRecord),
+    /// A reply ended without any audio reaching the caller (failure, timeout).
+    ReplyFailed,
+    /// The current generation asked for a tool.
+    ToolCall(ToolCall),
+    /// A keypad digit.
+    Dtmf(char),
+    /// The call ended.
+    Ended(HangupReason),
 }
 
 /// Something worth counting.
@@ -135,7 +176,7 @@ pub enum Action {
     StartReply {
         /// Generation id; events for other generations are ignored.
         gen: u64,
-        /// What to reply to.
+        /// What to speak.
         input: ReplyInput,
     },
     /// Stop generation `gen` (LLM and TTS) at once.
@@ -143,26 +184,20 @@ pub enum Action {
         /// The generation to stop.
         gen: u64,
     },
-    /// Run a side-effecting tool call to completion (never cancelled half-way).
-    RunTool {
-        /// The generation that asked.
-        gen: u64,
-        /// The call.
-        call: ToolCall,
-    },
     /// Count this.
     Observe(Observation),
     /// End the call.
     Hangup(HangupReason),
 }
 
-/// One exchange of the conversation, as it actually happened.
+/// One bot turn, as it actually happened.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TurnRecord {
-    /// What the caller said (empty for the greeting).
-    pub caller: String,
     /// What the bot meant to say.
     pub bot: String,
+    /// The share of it the caller heard, by confirmed marks (all of it
+    /// unless interrupted; then cut in proportion and ending in "…").
+    pub heard: String,
     /// Milliseconds of bot audio the carrier confirmed as played.
     pub heard_ms: u64,
     /// Milliseconds of bot audio the reply had when it ended.
@@ -176,8 +211,6 @@ pub struct TurnRecord {
 pub struct CoreConfig {
     /// Thresholds for the detector and barge-in.
     pub vad: VadConfig,
-    /// Greeting text; empty for none.
-    pub greeting: String,
     /// Samples between marks.
     pub mark_every: usize,
     /// Samples allowed beyond the last echoed mark.
@@ -198,7 +231,6 @@ impl CoreConfig {
         let ms = |v: u32| v as usize * PHONE_RATE as usize / 1000;
         CoreConfig {
             vad: vad.clone(),
-            greeting: call.greeting.clone(),
             mark_every: ms(call.mark_every_ms),
             max_ahead: ms(call.max_ahead_ms),
             chunk: ms(call.chunk_ms),
@@ -226,10 +258,13 @@ struct Reply {
     requested_at: Instant,
     first_audio_at: Option<Instant>,
     underrun_counted: bool,
+    /// The caller turn this reply answers, while none of it has been heard:
+    /// if the reply is dropped unheard, those words go back into the turn.
+    answers: Option<String>,
 }
 
 impl Reply {
-    fn new(gen: u64, now: Instant) -> Self {
+    fn new(gen: u64, now: Instant, answers: Option<String>) -> Self {
         Reply {
             gen,
             text: String::new(),
@@ -244,6 +279,7 @@ impl Reply {
             requested_at: now,
             first_audio_at: None,
             underrun_counted: false,
+            answers,
         }
     }
 
@@ -252,12 +288,8 @@ impl Reply {
     }
 }
 
-/// Exchanges kept in the core: the model's context window and the
-/// heard-by-marks bookkeeping need only the recent ones, and a call that runs
-/// for hours must not grow without bound. (The whole transcript is the
-/// store's business.) When full, the oldest half is dropped at once, so the
-/// cost is amortised.
-const MAX_HISTORY: usize = 16;
+/// Queued events at most: a conversation that never drains cannot grow it.
+const MAX_EVENTS: usize = 256;
 
 /// Marks cleared but not yet echoed; bounded so a carrier that never echoes cannot grow it.
 const MAX_DISCARDED_MARKS: usize = 64;
@@ -281,8 +313,13 @@ pub struct CallCore {
     transcript_deadline: Option<Instant>,
     media_deadline: Option<Instant>,
     actions: VecDeque<Action>,
-    history: Vec<TurnRecord>,
-    dtmf: String,
+    events: VecDeque<CoreEvent>,
+    /// The last utterance reported, until a reply to it starts.
+    last_utterance: Option<String>,
+    /// The next utterance repeats an unheard one's words.
+    amends: bool,
+    /// An utterance was reported and no reply to it has started yet.
+    awaiting_answer: bool,
 }
 
 fn samples_ms(samples: usize) -> u64 {
@@ -309,8 +346,10 @@ impl CallCore {
             transcript_deadline: None,
             media_deadline: None,
             actions: VecDeque::new(),
-            history: Vec::with_capacity(MAX_HISTORY),
-            dtmf: String::new(),
+            events: VecDeque::new(),
+            last_utterance: None,
+            amends: false,
+            awaiting_answer: false,
         }
     }
 
@@ -319,40 +358,64 @@ impl CallCore {
         self.state
     }
 
-    /// The most recent exchanges (at most 16; older ones are dropped).
-    pub fn history(&self) -> &[TurnRecord] {
-        &self.history
+    /// The next event for the conversation, if any. Drain after every input
+    /// (before the actions: answering an event adds actions).
+    pub fn poll_event(&mut self) -> Option<CoreEvent> {
+        self.events.pop_front()
     }
 
-    /// The conversation as chat messages for the model, system prompt first.
-    /// A bot turn the caller cut off is cut to the share of its text they
-    /// heard (by confirmed marks) and ends in "…", so the model does not
-    /// assume the caller heard what was never played.
-    pub fn chat_history(&self, system: &str) -> Vec<ChatMessage> {
-        let mut out = vec![ChatMessage::text(Role::System, system)];
-        for t in &self.history {
-            if !t.caller.is_empty() {
-                out.push(ChatMessage::text(Role::User, t.caller.clone()));
+    /// Whether a new reply can start now without talking over anyone: no
+    /// reply is in progress and the caller is not mid-turn (listening, or
+    /// thinking about an utterance already reported).
+    pub fn can_speak(&self) -> bool {
+        self.started
+            && self.reply.is_none()
+            && match self.state {
+                TurnState::Listening => true,
+                TurnState::Thinking => self.awaiting_answer,
+                _ => false,
             }
-            if t.bot.is_empty() {
-                continue;
-            }
-            let text = if t.interrupted && t.total_ms > 0 {
-                let keep = (t.bot.chars().count() as u64 * t.heard_ms / t.total_ms) as usize;
-                let mut s: String = t.bot.chars().take(keep).collect();
-                s.push('…');
-                s
-            } else {
-                t.bot.clone()
-            };
-            out.push(ChatMessage::text(Role::Assistant, text));
+    }
+
+    /// Start a reply now (the conversation's answer, or something it says
+    /// unprompted). Returns its generation. Call only when
+    /// [`CallCore::can_speak`]; otherwise the reply is not started and `None`
+    /// is returned.
+    pub fn start_reply(&mut self, input: ReplyInput, now: Instant) -> Option<u64> {
+        if !self.can_speak() {
+            return None;
         }
-        out
+        let answers = if self.awaiting_answer {
+            self.last_utterance.take()
+        } else {
+            None
+        };
+        self.awaiting_answer = false;
+        if self.state == TurnState::Listening {
+            self.state = TurnState::Greeting;
+        }
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        self.reply = Some(Reply::new(gen, now, answers));
+        self.barge.reset();
+        self.actions.push_back(Action::StartReply { gen, input });
+        Some(gen)
     }
 
-    /// Keypad digits pressed so far.
-    pub fn dtmf(&self) -> &str {
-        &self.dtmf
+    /// A reply is in progress (generating or playing).
+    pub fn is_replying(&self) -> bool {
+        self.reply.is_some()
+    }
+
+    /// Events are waiting for [`CallCore::poll_event`].
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// End the call for `reason` (the conversation hung up or handed off, or
+    /// the server is draining). Idempotent.
+    pub fn hang_up(&mut self, reason: HangupReason) {
+        self.end(reason);
     }
 
     /// The next action, if any. Drain after every input.
@@ -382,20 +445,14 @@ impl CallCore {
 
     // ------------------------------------------------------------ carrier input
 
-    /// The stream started: greet, or listen.
+    /// The stream started: listen (the conversation decides whether to greet).
     pub fn handle_start(&mut self, now: Instant) {
         if self.started || self.state == TurnState::Ended {
             return;
         }
         self.started = true;
         self.media_deadline = Some(now + self.cfg.media_timeout);
-        if self.cfg.greeting.trim().is_empty() {
-            self.state = TurnState::Listening;
-        } else {
-            self.state = TurnState::Greeting;
-            let text = self.cfg.greeting.clone();
-            self.start_reply(ReplyInput::Greeting(text), now);
-        }
+        self.state = TurnState::Listening;
     }
 
     /// Caller audio (8 kHz PCM, any length).
@@ -456,8 +513,8 @@ impl CallCore {
 
     /// A keypad digit.
     pub fn handle_dtmf(&mut self, digit: char, _now: Instant) {
-        if self.dtmf.len() < 256 {
-            self.dtmf.push(digit);
+        if self.started && self.state != TurnState::Ended {
+            self.event(CoreEvent::Dtmf(digit));
         }
     }
 
@@ -496,16 +553,11 @@ impl CallCore {
                 }
                 if self.state == TurnState::Thinking
                     && self.reply.is_none()
+                    && !self.awaiting_answer
                     && self.finals_pending == 0
                 {
                     self.transcript_deadline = None;
-                    if self.caller_text.is_empty() {
-                        // Sound, but no words: keep listening.
-                        self.state = TurnState::Listening;
-                    } else {
-                        let transcript = std::mem::take(&mut self.caller_text);
-                        self.start_reply(ReplyInput::Caller { transcript }, now);
-                    }
+                    self.utterance_complete();
                 }
             }
             SttEvent::SpeechStarted => {}
@@ -533,7 +585,7 @@ impl CallCore {
                 }
                 self.pump(now);
             }
-            ReplyEvent::ToolCall(call) => self.actions.push_back(Action::RunTool { gen, call }),
+            ReplyEvent::ToolCall(call) => self.event(CoreEvent::ToolCall(call)),
             ReplyEvent::Done => {
                 r.audio_done = true;
                 self.pump(now);
@@ -544,7 +596,10 @@ impl CallCore {
                     .push_back(Action::Observe(Observation::ProviderError(e)));
                 r.audio_done = true;
                 if r.sent == 0 && r.queue.is_empty() {
-                    self.actions.push_back(Action::CancelReply { gen });
+                    self.drop_reply(false);
+                    self.event(CoreEvent::ReplyFailed);
+                    self.state = self.idle_state();
+                    return;
                 }
                 self.pump(now);
                 self.check_finished();
@@ -566,13 +621,8 @@ impl CallCore {
             self.finals_pending = 0;
             self.actions
                 .push_back(Action::Observe(Observation::TranscriptTimeout));
-            if self.state == TurnState::Thinking && self.reply.is_none() {
-                if self.caller_text.is_empty() {
-                    self.state = TurnState::Listening;
-                } else {
-                    let transcript = std::mem::take(&mut self.caller_text);
-                    self.start_reply(ReplyInput::Caller { transcript }, now);
-                }
+            if self.state == TurnState::Thinking && self.reply.is_none() && !self.awaiting_answer {
+                self.utterance_complete();
             }
         }
         let timed_out = self.reply.as_ref().is_some_and(|r| {
@@ -582,6 +632,7 @@ impl CallCore {
             self.actions
                 .push_back(Action::Observe(Observation::ReplyTimeout));
             self.drop_reply(false);
+            self.event(CoreEvent::ReplyFailed);
             self.state = self.idle_state();
         }
     }
@@ -605,6 +656,7 @@ impl CallCore {
                 // The caller went on before we answered: same turn, new reply later.
                 self.drop_reply(false);
                 self.transcript_deadline = None;
+                self.awaiting_answer = false;
                 self.state = TurnState::CallerSpeaking;
             }
             (TurnState::CallerSpeaking, Some(VadEvent::SpeechEnded { .. })) => {
@@ -651,10 +703,11 @@ impl CallCore {
         self.state = TurnState::CallerSpeaking;
     }
 
-    /// Cancel the current reply, recording what was heard. `cleared`: a
+    /// Cancel the current reply, reporting what was heard. `cleared`: a
     /// `clear` was sent, so the marks still pending will come back discarded.
     /// A reply cancelled before any of its audio went out leaves the caller's
-    /// words unanswered: they go back into the turn being built.
+    /// words unanswered: they go back into the turn being built, and the next
+    /// utterance amends the previous one.
     fn drop_reply(&mut self, cleared: bool) {
         let Some(r) = self.reply.take() else { return };
         self.actions.push_back(Action::CancelReply { gen: r.gen });
@@ -668,58 +721,60 @@ impl CallCore {
         }
         if r.sent > 0 {
             let total = samples_ms(r.sent + r.queue.len());
-            self.record_bot(r.text, samples_ms(r.confirmed), total, cleared);
-        } else if let Some(last) = self
-            .history
-            .pop_if(|t| t.total_ms == 0 && !t.caller.is_empty())
-        {
-            let mut words = last.caller;
+            self.bot_turn_ended(r.text, samples_ms(r.confirmed), total, cleared);
+        } else if let Some(words) = r.answers {
+            let mut words = words;
             if !self.caller_text.is_empty() {
                 words.push(' ');
                 words.push_str(&self.caller_text);
             }
             self.caller_text = words;
+            self.amends = true;
         }
     }
 
-    fn push_history(&mut self, turn: TurnRecord) {
-        if self.history.len() >= MAX_HISTORY {
-            self.history.drain(..MAX_HISTORY / 2);
+    /// The caller's turn is complete: report it, or go back to listening if
+    /// there were no words.
+    fn utterance_complete(&mut self) {
+        if self.caller_text.is_empty() {
+            // Sound, but no words: keep listening.
+            self.state = TurnState::Listening;
+            return;
         }
-        self.history.push(turn);
+        let text = std::mem::take(&mut self.caller_text);
+        self.last_utterance = Some(text.clone());
+        self.awaiting_answer = true;
+        let amends_previous = std::mem::take(&mut self.amends);
+        self.event(CoreEvent::Utterance {
+            text,
+            amends_previous,
+        });
     }
 
-    /// Attach the bot's side to the caller turn it answered (or record it alone, e.g. the greeting).
-    fn record_bot(&mut self, bot: String, heard_ms: u64, total_ms: u64, interrupted: bool) {
-        match self.history.last_mut() {
-            Some(t) if t.total_ms == 0 && !t.caller.is_empty() => {
-                t.bot = bot;
-                t.heard_ms = heard_ms;
-                t.total_ms = total_ms;
-                t.interrupted = interrupted;
-            }
-            _ => self.push_history(TurnRecord {
-                caller: String::new(),
-                bot,
-                heard_ms,
-                total_ms,
-                interrupted,
-            }),
+    fn event(&mut self, ev: CoreEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
         }
+        self.events.push_back(ev);
     }
 
-    fn start_reply(&mut self, input: ReplyInput, now: Instant) {
-        let gen = self.next_gen;
-        self.next_gen += 1;
-        if let ReplyInput::Caller { transcript } = &input {
-            self.push_history(TurnRecord {
-                caller: transcript.clone(),
-                ..TurnRecord::default()
-            });
-        }
-        self.reply = Some(Reply::new(gen, now));
-        self.barge.reset();
-        self.actions.push_back(Action::StartReply { gen, input });
+    /// Report a bot turn that reached the caller, cut to what they heard.
+    fn bot_turn_ended(&mut self, bot: String, heard_ms: u64, total_ms: u64, interrupted: bool) {
+        let heard = if interrupted && total_ms > 0 {
+            let keep = (bot.chars().count() as u64 * heard_ms.min(total_ms) / total_ms) as usize;
+            let mut s: String = bot.chars().take(keep).collect();
+            s.push('…');
+            s
+        } else {
+            bot.clone()
+        };
+        self.event(CoreEvent::BotTurnEnded(TurnRecord {
+            bot,
+            heard,
+            heard_ms,
+            total_ms,
+            interrupted,
+        }));
     }
 
     fn pump(&mut self, now: Instant) {
@@ -774,7 +829,7 @@ impl CallCore {
         }
         if let Some(r) = self.reply.take() {
             let total = samples_ms(r.sent);
-            self.record_bot(r.text, total, total, false);
+            self.bot_turn_ended(r.text, total, total, false);
         }
         self.barge.reset();
         self.state = self.idle_state();
@@ -797,6 +852,8 @@ impl CallCore {
         self.state = TurnState::Ended;
         self.transcript_deadline = None;
         self.media_deadline = None;
+        self.awaiting_answer = false;
+        self.event(CoreEvent::Ended(reason));
         self.actions.push_back(Action::Hangup(reason));
     }
 }

@@ -1,33 +1,51 @@
 //! The tokio driver: one task per call connecting a carrier WebSocket, the
-//! providers and the sans-IO [`CallCore`].
+//! providers, the tool runner, the call record and the sans-IO [`Session`].
+//!
+//! Before a call exists the driver waits (at most `server.start_timeout_ms`)
+//! for the stream's `start`; only a started stream takes one of the
+//! `server.max_calls` permits, so silent upgrades cannot lock callers out.
+//! The speech-to-text session is opened *beside* the loop — the greeting
+//! goes out while it connects, and caller audio meanwhile is buffered (a
+//! bounded amount; what does not fit is counted as dropped).
 //!
 //! The loop waits on whichever comes first — a carrier message, a
-//! transcript, reply output, the core's next deadline, or the server's
-//! cancellation — feeds it to the core, then carries out every action the
-//! core queued and flushes the socket once. No lock is held across an await;
-//! the task owns all call state.
+//! transcript, reply output, a tool outcome, the STT opening, the session's
+//! next deadline, or the server's cancellation — feeds it to the session
+//! (carrier messages through the one [`Session::handle_event`] dispatch the
+//! simulator uses too), then carries out every output and flushes the
+//! socket once. No lock is held across an await; the task owns all call
+//! state.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
-use futures_util::SinkExt;
-use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
+use axum::extract::ws::{CloseFrame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
-use super::core::{Action, CallCore, CoreConfig, Observation, TurnState};
-use super::reply::run_reply;
+use super::conversation::{ConversationFactory, ScriptedConversations};
+use super::core::{CoreConfig, Observation};
+use super::record::Recorder;
+use super::reply::{run_reply, Voice};
+use super::session::{Output, Record, Session, SessionConfig};
+use super::tools::{NoTools, StoreBackedTools, ToolExecutor, ToolRunner};
 use crate::app::App;
-use crate::carrier::{CallEvent, CarrierCodec};
+use crate::audio::PHONE_RATE;
+use crate::carrier::{CallEvent, CarrierCodec, StreamStart};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::providers::{Providers, SttInput, SttParams, SttSession};
+use crate::store::Store;
 
-/// What every call needs from the server.
-#[derive(Clone, Debug)]
+/// What every call needs from the server. Cheap to clone.
+#[derive(Clone)]
 pub struct CallServices {
     /// Validated config.
     pub config: Arc<Config>,
@@ -35,24 +53,56 @@ pub struct CallServices {
     pub providers: Providers,
     /// Process metrics.
     pub metrics: Arc<Metrics>,
-    /// The system prompt, with the business name filled in.
-    pub system_prompt: Arc<str>,
+    /// Makes each call's conversation.
+    pub conversations: Arc<dyn ConversationFactory>,
+    /// Carries out tool jobs (exactly once per call and job id).
+    pub tools: Arc<dyn ToolExecutor>,
+    /// Where calls are recorded (`None`: not recorded).
+    pub store: Option<Store>,
+    /// Wall clock for the record's timestamps.
+    pub clock: Arc<dyn Clock>,
+    /// Region for caller numbers without a country code.
+    pub region: Option<phonenumber::country::Id>,
+    /// Tool jobs and record writers: the server waits for them when it drains.
+    pub tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for CallServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallServices")
+            .field("providers", &self.providers)
+            .field("recorded", &self.store.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The system prompt shipped in `prompts/system.md`.
 pub const SYSTEM_PROMPT: &str = include_str!("../../prompts/system.md");
 
 impl CallServices {
-    /// The handles a call needs, from the composition root.
-    pub fn new(app: &App) -> Self {
-        let system_prompt = SYSTEM_PROMPT
-            .replace("{business}", &app.config.business.name)
-            .into();
+    /// The handles a call needs, from the composition root: the scripted
+    /// conversation (greeting from `[call] greeting`, the system prompt with
+    /// the business name) and no tools, each job still claimed in the store.
+    pub fn new(app: &App, tracker: TaskTracker) -> Self {
+        let system_prompt = SYSTEM_PROMPT.replace("{business}", &app.config.business.name);
+        let s = &app.services;
         CallServices {
             config: app.config.clone(),
             providers: app.providers.clone(),
             metrics: app.metrics.clone(),
-            system_prompt,
+            conversations: Arc::new(ScriptedConversations {
+                greeting: app.config.call.greeting.clone(),
+                system_prompt,
+            }),
+            tools: Arc::new(StoreBackedTools::new(
+                Arc::new(NoTools),
+                s.store.clone(),
+                s.clock.clone(),
+            )),
+            store: Some(s.store.clone()),
+            clock: s.clock.clone(),
+            region: Some(s.region),
+            tracker,
         }
     }
 }
@@ -62,6 +112,7 @@ impl CallServices {
 struct LocalCounts {
     frames_in: u64,
     frames_out: u64,
+    dropped: u64,
 }
 
 impl LocalCounts {
@@ -70,6 +121,8 @@ impl LocalCounts {
             .fetch_add(std::mem::take(&mut self.frames_in), Relaxed);
         m.frames_out
             .fetch_add(std::mem::take(&mut self.frames_out), Relaxed);
+        m.caller_frames_dropped
+            .fetch_add(std::mem::take(&mut self.dropped), Relaxed);
     }
 }
 
@@ -82,222 +135,426 @@ fn reject(count: &mut u64, metrics: &Metrics, e: &crate::carrier::CarrierError) 
     }
 }
 
-async fn next_stt(stt: &mut Option<SttSession>) -> Option<crate::providers::SttEvent> {
+/// Caller frames buffered while the STT connects: 5 s.
+const STT_BUFFER_FRAMES: usize = 250;
+
+/// The call's speech-to-text: connecting (audio buffered), open, or gone.
+enum Stt {
+    Opening(VecDeque<Arc<[i16]>>),
+    Open(SttSession),
+    Gone,
+}
+
+impl Stt {
+    /// Hand one caller frame to the STT; false if it was dropped.
+    fn audio(&mut self, pcm: &[i16]) -> bool {
+        match self {
+            Stt::Opening(buffered) => {
+                let mut kept = true;
+                if buffered.len() >= STT_BUFFER_FRAMES {
+                    buffered.pop_front();
+                    kept = false;
+                }
+                buffered.push_back(pcm.into());
+                kept
+            }
+            Stt::Open(s) => s.input.try_send(SttInput::Audio(pcm.into())).is_ok(),
+            Stt::Gone => false,
+        }
+    }
+}
+
+async fn next_stt(stt: &mut Stt) -> Option<crate::providers::SttEvent> {
     match stt {
-        Some(s) => s.events.recv().await,
+        Stt::Open(s) => s.events.recv().await,
+        _ => std::future::pending().await,
+    }
+}
+
+async fn stt_opened(task: &mut Option<JoinHandle<Option<SttSession>>>) -> Option<SttSession> {
+    match task {
+        Some(t) => t.await.ok().flatten(),
         None => std::future::pending().await,
     }
 }
 
+/// What happened while waiting for `start`.
+enum Before {
+    Start(Box<StreamStart>),
+    Gone,
+}
+
+/// Read messages until the stream's `start` (or the socket ends).
+async fn wait_for_start<T, C>(socket: &mut T, codec: &mut C, metrics: &Metrics) -> Before
+where
+    T: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    C: CarrierCodec,
+{
+    let mut malformed = 0u64;
+    while let Some(msg) = socket.next().await {
+        match msg {
+            Ok(Message::Text(text)) => match codec.parse_text(text.as_str()) {
+                Ok(CallEvent::Start(s)) => return Before::Start(s),
+                Ok(_) => {}
+                Err(e) => reject(&mut malformed, metrics, &e),
+            },
+            Ok(Message::Binary(data)) => {
+                if let Err(e) = codec.parse_binary(&data) {
+                    reject(&mut malformed, metrics, &e);
+                }
+            }
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Ok(Message::Close(_)) | Err(_) => return Before::Gone,
+        }
+    }
+    Before::Gone
+}
+
+async fn close<T>(socket: &mut T, code: u16, reason: &'static str)
+where
+    T: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
 /// Serve one call on an upgraded WebSocket until it ends or `cancel` fires.
-pub async fn run_call<C: CarrierCodec>(
-    mut socket: WebSocket,
+/// `slots` caps concurrent calls: a permit is taken once `start` arrives.
+pub async fn run_call<T, C>(
+    mut socket: T,
     mut codec: C,
     services: CallServices,
+    slots: Arc<Semaphore>,
     cancel: CancellationToken,
-) {
+) where
+    T: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Unpin
+        + Send,
+    C: CarrierCodec,
+{
     let span = tracing::info_span!(
         "call",
         carrier = codec.name(),
         call_sid = tracing::field::Empty,
         stream_sid = tracing::field::Empty
     );
-    let metrics = services.metrics.clone();
-    metrics.calls_total.fetch_add(1, Relaxed);
-    let active = ActiveCall::new(metrics.clone());
     async move {
-        let _active = active;
-        let cfg = &services.config;
-        let mut core = CallCore::new(CoreConfig::new(&cfg.vad, &cfg.call));
-        let (reply_tx, mut reply_rx) = mpsc::channel(256);
-        let mut replies: Vec<(u64, AbortHandle)> = Vec::new();
-        let mut stt: Option<SttSession> = None;
-        let stt_wants_audio = services.providers.stt.wants_audio();
-        let mut counts = LocalCounts::default();
-        let mut malformed = 0u64;
-        let sleep = tokio::time::sleep(Duration::from_secs(3600));
-        tokio::pin!(sleep);
-        let mut armed: Option<std::time::Instant> = None;
-        let mut closing = false;
-        // Built once: a fresh `cancelled()` future per loop turn registers and
-        // unregisters a waiter every frame (a few % of server CPU at 1,000 calls).
-        let cancelled = cancel.cancelled();
-        tokio::pin!(cancelled);
-
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut cancelled => {
-                    info!("call cancelled by server shutdown");
-                    break;
-                }
-                msg = socket.recv() => {
-                    let now = tokio::time::Instant::now().into_std();
-                    match msg {
-                        Some(Ok(Message::Text(text))) => {
-                            match codec.parse_text(text.as_str()) {
-                                Ok(CallEvent::Media { pcm, .. }) => {
-                                    counts.frames_in += 1;
-                                    if stt_wants_audio {
-                                        if let Some(s) = &stt {
-                                            let _ = s.input.try_send(SttInput::Audio(pcm.into()));
-                                        }
-                                    }
-                                    core.handle_media(pcm, now);
-                                }
-                                Ok(CallEvent::Start(start)) => {
-                                    let span = tracing::Span::current();
-                                    span.record("call_sid", start.call_sid.as_str());
-                                    span.record("stream_sid", start.stream_sid.as_str());
-                                    info!(params = ?start.custom_parameters, "stream started");
-                                    let params = SttParams { sample_rate: 8000, language: "en".into() };
-                                    match tokio::time::timeout(Duration::from_secs(5), services.providers.stt.open(params)).await {
-                                        Ok(Ok(s)) => stt = Some(s),
-                                        Ok(Err(e)) => {
-                                            warn!(error = %e, "speech-to-text unavailable");
-                                            metrics.provider_errors.fetch_add(1, Relaxed);
-                                        }
-                                        Err(_) => {
-                                            warn!("speech-to-text did not open within 5 s");
-                                            metrics.provider_errors.fetch_add(1, Relaxed);
-                                        }
-                                    }
-                                    core.handle_start(now);
-                                }
-                                Ok(CallEvent::Mark(name)) => core.handle_mark(&name, now),
-                                Ok(CallEvent::Dtmf(d)) => core.handle_dtmf(d, now),
-                                Ok(CallEvent::Stop) => core.handle_stop(now),
-                                Ok(CallEvent::Connected | CallEvent::Ignored) => {}
-                                Err(e) => reject(&mut malformed, &metrics, &e),
-                            }
-                        }
-                        Some(Ok(Message::Binary(data))) => {
-                            if let Err(e) = codec.parse_binary(&data) {
-                                reject(&mut malformed, &metrics, &e);
-                            }
-                        }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        Some(Ok(Message::Close(_))) | None => {
-                            closing = true;
-                            core.handle_stop(now);
-                        }
-                        Some(Err(e)) => {
-                            debug!(error = %e, "carrier socket error");
-                            closing = true;
-                            core.handle_stop(now);
-                        }
-                    }
-                }
-                ev = next_stt(&mut stt) => {
-                    let now = tokio::time::Instant::now().into_std();
-                    match ev {
-                        Some(ev) => core.handle_stt(ev, now),
-                        None => stt = None,
-                    }
-                }
-                Some((gen, ev)) = reply_rx.recv() => {
-                    core.handle_reply(gen, ev, tokio::time::Instant::now().into_std());
-                }
-                _ = &mut sleep, if armed.is_some() => {
-                    armed = None;
-                    core.handle_timeout(tokio::time::Instant::now().into_std());
-                }
+        let metrics = services.metrics.clone();
+        let wait = Duration::from_millis(services.config.server.start_timeout_ms);
+        let start = tokio::select! {
+            r = tokio::time::timeout(wait, wait_for_start(&mut socket, &mut codec, &metrics)) => r,
+            _ = cancel.cancelled() => return,
+        };
+        let start = match start {
+            Ok(Before::Start(s)) => s,
+            Ok(Before::Gone) => return,
+            Err(_) => {
+                metrics.calls_refused.fetch_add(1, Relaxed);
+                warn!(
+                    wait_ms = wait.as_millis() as u64,
+                    "no stream start in time: closing"
+                );
+                close(&mut socket, 1008, "no start").await;
+                return;
             }
-
-            // Carry out everything the core decided, then flush once.
-            let mut sent_any = false;
-            while let Some(action) = core.poll_action() {
-                match action {
-                    Action::Send(out) => {
-                        if closing {
-                            continue;
-                        }
-                        let mut text = String::new();
-                        codec.encode(&out, &mut text);
-                        counts.frames_out += 1;
-                        if socket.feed(Message::Text(text.into())).await.is_err() {
-                            closing = true;
-                            core.handle_stop(tokio::time::Instant::now().into_std());
-                        }
-                        sent_any = true;
-                    }
-                    Action::EndOfUtterance => {
-                        if let Some(s) = &stt {
-                            let _ = s.input.try_send(SttInput::EndOfUtterance);
-                        }
-                    }
-                    Action::StartReply { gen, input } => {
-                        let history = core.chat_history(&services.system_prompt);
-                        let task = tokio::spawn(
-                            run_reply(gen, input, history, services.providers.clone(), reply_tx.clone())
-                                .in_current_span(),
-                        );
-                        replies.retain(|(_, h)| !h.is_finished());
-                        replies.push((gen, task.abort_handle()));
-                    }
-                    Action::CancelReply { gen } => {
-                        replies.retain(|(g, h)| {
-                            if *g == gen {
-                                h.abort();
-                            }
-                            *g != gen
-                        });
-                    }
-                    Action::RunTool { gen, call } => {
-                        // Tools arrive with the receptionist brain; until then none are offered.
-                        warn!(gen, tool = %call.name, "model called a tool that is not offered");
-                    }
-                    Action::Observe(o) => match o {
-                        Observation::TurnLatency(d) => metrics.turn_latency.observe_ms(d.as_secs_f64() * 1e3),
-                        Observation::BargeIn(d) => {
-                            metrics.barge_ins.fetch_add(1, Relaxed);
-                            metrics.barge_in_latency.observe_ms(d.as_secs_f64() * 1e3);
-                        }
-                        Observation::Underrun => {
-                            metrics.playout_underruns.fetch_add(1, Relaxed);
-                        }
-                        Observation::ProviderError(e) => {
-                            metrics.provider_errors.fetch_add(1, Relaxed);
-                            warn!(error = %e, "provider error");
-                        }
-                        other => debug!(?other, "call observation"),
-                    },
-                    Action::Hangup(reason) => {
-                        debug!(?reason, "call ending");
-                    }
-                }
-            }
-            if sent_any && !closing && socket.flush().await.is_err() {
-                closing = true;
-                core.handle_stop(tokio::time::Instant::now().into_std());
-            }
-            if counts.frames_in >= 500 {
-                counts.flush(&metrics);
-            }
-            if core.state() == TurnState::Ended {
-                break;
-            }
-            if let Some(t) = core.poll_timeout() {
-                if armed.is_none_or(|a| t < a) {
-                    sleep.as_mut().reset(t.into());
-                    armed = Some(t);
-                }
-            }
-        }
-
-        for (_, h) in replies {
-            h.abort();
-        }
-        if !closing {
-            let _ = socket.send(Message::Close(None)).await;
-        }
-        counts.flush(&metrics);
-        let turns = core.history().iter().filter(|t| !t.caller.is_empty()).count();
-        let interrupted = core.history().iter().filter(|t| t.interrupted).count();
-        info!(turns, interrupted, malformed, "call ended");
+        };
+        let Ok(permit) = slots.try_acquire_owned() else {
+            metrics.calls_refused.fetch_add(1, Relaxed);
+            warn!(
+                max_calls = services.config.server.max_calls,
+                "refusing media stream: at capacity"
+            );
+            close(&mut socket, 1013, "at capacity").await;
+            return;
+        };
+        let span = tracing::Span::current();
+        span.record("call_sid", start.call_sid.as_str());
+        span.record("stream_sid", start.stream_sid.as_str());
+        info!(params = ?start.custom_parameters, "stream started");
+        metrics.calls_total.fetch_add(1, Relaxed);
+        let _active = ActiveCall::new(metrics.clone());
+        drive(socket, codec, services, start, cancel).await;
+        drop(permit);
     }
     .instrument(span)
     .await;
+}
+
+async fn drive<T, C>(
+    mut socket: T,
+    mut codec: C,
+    services: CallServices,
+    start: Box<StreamStart>,
+    cancel: CancellationToken,
+) where
+    T: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Unpin
+        + Send,
+    C: CarrierCodec,
+{
+    let metrics = services.metrics.clone();
+    let cfg = &services.config;
+    let mut session = Session::new(
+        SessionConfig {
+            core: CoreConfig::new(&cfg.vad, &cfg.call),
+            region: services.region,
+        },
+        services.conversations.start(),
+    );
+    let (reply_tx, mut reply_rx) = mpsc::channel(256);
+    let (tool_tx, mut tool_rx) = mpsc::channel(32);
+    let mut runner = ToolRunner::new(
+        start.call_sid.clone(),
+        services.tools.clone(),
+        tool_tx,
+        services.tracker.clone(),
+    );
+    let mut recorder = services.store.clone().map(|store| {
+        Recorder::start(
+            store,
+            services.clock.clone(),
+            metrics.clone(),
+            &services.tracker,
+        )
+    });
+    let voice = Voice {
+        voice: cfg.providers.tts.voice(),
+    };
+    let mut replies: Vec<(u64, AbortHandle)> = Vec::new();
+    let stt_wants_audio = services.providers.stt.wants_audio();
+    // Open the STT beside the loop: the greeting must not wait for it.
+    let mut stt = Stt::Opening(VecDeque::new());
+    let mut stt_task = {
+        let provider = services.providers.stt.clone();
+        let metrics = metrics.clone();
+        let params = SttParams {
+            sample_rate: PHONE_RATE,
+            language: cfg.call.language.clone(),
+        };
+        let task = tokio::spawn(
+            async move {
+                match tokio::time::timeout(Duration::from_secs(5), provider.open(params)).await {
+                    Ok(Ok(s)) => Some(s),
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "speech-to-text unavailable");
+                        metrics.provider_errors.fetch_add(1, Relaxed);
+                        None
+                    }
+                    Err(_) => {
+                        warn!("speech-to-text did not open within 5 s");
+                        metrics.provider_errors.fetch_add(1, Relaxed);
+                        None
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Some(task)
+    };
+    let mut counts = LocalCounts::default();
+    let mut malformed = 0u64;
+    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(sleep);
+    let mut armed: Option<std::time::Instant> = None;
+    let mut closing = false;
+    let mut ended = false;
+    // Built once: a fresh `cancelled()` future per loop turn registers and
+    // unregisters a waiter every frame (a few % of server CPU at 1,000 calls).
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
+    let now = || tokio::time::Instant::now().into_std();
+
+    session.handle_event(CallEvent::Start(start), now());
+    loop {
+        // Carry out everything the session decided, then flush once.
+        let mut sent_any = false;
+        while let Some(out) = session.poll_output() {
+            match out {
+                Output::Send(cmd) => {
+                    if closing {
+                        continue;
+                    }
+                    let mut text = String::new();
+                    codec.encode(&cmd, &mut text);
+                    counts.frames_out += 1;
+                    if socket.feed(Message::Text(text.into())).await.is_err() {
+                        closing = true;
+                        session.handle_disconnect(now());
+                    }
+                    sent_any = true;
+                }
+                Output::EndOfUtterance => {
+                    if let Stt::Open(s) = &stt {
+                        let _ = s.input.try_send(SttInput::EndOfUtterance);
+                    }
+                }
+                Output::StartReply { gen, input } => {
+                    let task = tokio::spawn(
+                        run_reply(
+                            gen,
+                            input,
+                            services.providers.clone(),
+                            voice.clone(),
+                            reply_tx.clone(),
+                        )
+                        .in_current_span(),
+                    );
+                    replies.retain(|(_, h)| !h.is_finished());
+                    replies.push((gen, task.abort_handle()));
+                }
+                Output::CancelReply { gen } => {
+                    replies.retain(|(g, h)| {
+                        if *g == gen {
+                            h.abort();
+                        }
+                        *g != gen
+                    });
+                }
+                Output::RunTool(job) => {
+                    if runner.submit(job) {
+                        metrics.tool_jobs.fetch_add(1, Relaxed);
+                    }
+                }
+                Output::Record(r) => {
+                    if let Record::Ended(reason) = &r {
+                        debug!(?reason, "call ending");
+                    }
+                    if let Some(rec) = recorder.as_mut() {
+                        rec.record(r);
+                    }
+                }
+                Output::Observe(o) => observe(&metrics, o),
+                Output::Hangup(reason) => {
+                    debug!(?reason, "hanging up");
+                    ended = true;
+                }
+            }
+        }
+        if sent_any && !closing && socket.flush().await.is_err() {
+            closing = true;
+            session.handle_disconnect(now());
+            continue;
+        }
+        if counts.frames_in >= 500 {
+            counts.flush(&metrics);
+        }
+        if ended {
+            break;
+        }
+        if let Some(t) = session.poll_timeout() {
+            if armed.is_none_or(|a| t < a) {
+                sleep.as_mut().reset(t.into());
+                armed = Some(t);
+            }
+        }
+
+        tokio::select! {
+            biased;
+            _ = &mut cancelled => {
+                info!("call cancelled by server shutdown");
+                session.handle_drain(now());
+            }
+            msg = socket.next() => {
+                let now = now();
+                match msg {
+                    Some(Ok(Message::Text(text))) => match codec.parse_text(text.as_str()) {
+                        Ok(ev) => {
+                            if let CallEvent::Media { pcm, .. } = &ev {
+                                counts.frames_in += 1;
+                                if stt_wants_audio && !stt.audio(pcm) {
+                                    counts.dropped += 1;
+                                }
+                            }
+                            session.handle_event(ev, now);
+                        }
+                        Err(e) => reject(&mut malformed, &metrics, &e),
+                    },
+                    Some(Ok(Message::Binary(data))) => {
+                        if let Err(e) = codec.parse_binary(&data) {
+                            reject(&mut malformed, &metrics, &e);
+                        }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => {
+                        closing = true;
+                        session.handle_disconnect(now);
+                    }
+                    Some(Err(e)) => {
+                        debug!(error = %e, "carrier socket error");
+                        closing = true;
+                        session.handle_disconnect(now);
+                    }
+                }
+            }
+            opened = stt_opened(&mut stt_task) => {
+                stt_task = None;
+                let buffered = match &mut stt {
+                    Stt::Opening(buffered) => std::mem::take(buffered),
+                    _ => VecDeque::new(),
+                };
+                stt = match opened {
+                    Some(s) => {
+                        for pcm in buffered {
+                            if s.input.try_send(SttInput::Audio(pcm)).is_err() {
+                                counts.dropped += 1;
+                            }
+                        }
+                        Stt::Open(s)
+                    }
+                    None => {
+                        counts.dropped += buffered.len() as u64;
+                        Stt::Gone
+                    }
+                };
+            }
+            ev = next_stt(&mut stt) => match ev {
+                Some(ev) => session.handle_stt(ev, now()),
+                None => stt = Stt::Gone,
+            },
+            Some((gen, ev)) = reply_rx.recv() => session.handle_reply(gen, ev, now()),
+            Some(outcome) = tool_rx.recv() => session.handle_tool_outcome(outcome, now()),
+            _ = &mut sleep, if armed.is_some() => {
+                armed = None;
+                session.handle_timeout(now());
+            }
+        }
+    }
+
+    for (_, h) in replies {
+        h.abort();
+    }
+    if let Some(task) = &stt_task {
+        task.abort();
+    }
+    if !closing {
+        let _ = socket.send(Message::Close(None)).await;
+    }
+    counts.flush(&metrics);
+    info!(malformed, tools = runner.started(), "call ended");
+}
+
+fn observe(metrics: &Metrics, o: Observation) {
+    match o {
+        Observation::TurnLatency(d) => metrics.turn_latency.observe_ms(d.as_secs_f64() * 1e3),
+        Observation::BargeIn(d) => {
+            metrics.barge_ins.fetch_add(1, Relaxed);
+            metrics.barge_in_latency.observe_ms(d.as_secs_f64() * 1e3);
+        }
+        Observation::Underrun => {
+            metrics.playout_underruns.fetch_add(1, Relaxed);
+        }
+        Observation::ProviderError(e) => {
+            metrics.provider_errors.fetch_add(1, Relaxed);
+            warn!(error = %e, "provider error");
+        }
+        other => debug!(?other, "call observation"),
+    }
 }
 
 /// Counts a call as active for exactly as long as it lives, even if its task

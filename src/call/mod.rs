@@ -1,22 +1,29 @@
-//! One call: the sans-IO [`core`] (turn-taking, playout marks, barge-in), the
-//! [`reply`] pipeline (LLM → TTS for one generation) and the tokio [`driver`]
-//! that connects them to a carrier WebSocket.
+//! One call: the sans-IO [`core`] (turn-taking, playout marks, barge-in)
+//! joined to a [`conversation`] by the sans-IO [`session`]; the [`reply`]
+//! pipeline (LLM → TTS for one generation, cancellable); the [`tools`]
+//! runner (side effects that barge-in never aborts); the call [`record`]
+//! writer; and the tokio [`driver`] that connects them to a carrier WebSocket.
 //!
-//! The core must never do I/O or read a clock; the driver must never make
-//! conversational decisions.
+//! The core, the session and conversations never do I/O or read a clock;
+//! the driver never makes conversational decisions.
 
 pub mod conversation;
 pub mod core;
 #[cfg(test)]
 mod core_tests;
 pub mod driver;
+pub mod record;
 pub mod reply;
+pub mod session;
 #[cfg(test)]
 mod sim;
 pub mod tools;
 
 pub use self::core::{
-    Action, CallCore, CoreConfig, HangupReason, Observation, ReplyEvent, ReplyInput, TurnRecord,
-    TurnState,
+    Action, CallCore, CoreConfig, CoreEvent, HangupReason, Observation, ReplyEvent, ReplyInput,
+    TurnRecord, TurnState,
 };
+pub use conversation::{Conversation, ConversationFactory, Directive, Event};
 pub use driver::{run_call, CallServices};
+pub use session::{Output, Record, Session, SessionConfig};
+pub use tools::{ToolExecutor, ToolJob, ToolOutcome, ToolRunner};

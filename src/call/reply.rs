@@ -7,9 +7,8 @@
 use tokio::sync::mpsc;
 
 use super::core::{ReplyEvent, ReplyInput};
-use crate::providers::{
-    ChatMessage, LlmEvent, LlmRequest, Providers, Role, TtsEvent, TtsInput, TtsParams,
-};
+use crate::audio::PHONE_RATE;
+use crate::providers::{LlmEvent, Providers, TtsEvent, TtsInput, TtsParams};
 
 /// Events for the driver, tagged with their generation.
 pub type ReplySender = mpsc::Sender<(u64, ReplyEvent)>;
@@ -35,12 +34,19 @@ fn take_sentence(buf: &mut String) -> Option<String> {
     Some(sentence)
 }
 
+/// How replies speak (from `[providers.tts]`).
+#[derive(Debug, Clone, Default)]
+pub struct Voice {
+    /// Provider voice id, if any.
+    pub voice: Option<String>,
+}
+
 /// Run one reply to completion (or until aborted), sending its events to `tx`.
 pub async fn run_reply(
     gen: u64,
     input: ReplyInput,
-    history: Vec<ChatMessage>,
     providers: Providers,
+    voice: Voice,
     tx: ReplySender,
 ) {
     let send = |ev: ReplyEvent| {
@@ -48,8 +54,8 @@ pub async fn run_reply(
         async move { tx.send((gen, ev)).await.is_ok() }
     };
     let params = TtsParams {
-        sample_rate: 8000,
-        voice: None,
+        sample_rate: PHONE_RATE,
+        voice: voice.voice,
     };
     let mut tts = match providers.tts.open(params).await {
         Ok(s) => s,
@@ -59,28 +65,25 @@ pub async fn run_reply(
         }
     };
     let mut llm_rx = match input {
-        ReplyInput::Greeting(text) => {
+        ReplyInput::Say(text) => {
             send(ReplyEvent::Text(text.clone())).await;
-            let _ = tts.input.send(TtsInput::Text(text)).await;
+            let mut rest = text;
+            while let Some(s) = take_sentence(&mut rest) {
+                let _ = tts.input.send(TtsInput::Text(s)).await;
+            }
+            if !rest.trim().is_empty() {
+                let _ = tts.input.send(TtsInput::Text(rest)).await;
+            }
             let _ = tts.input.send(TtsInput::End).await;
             None
         }
-        ReplyInput::Caller { transcript } => {
-            let mut messages = history;
-            messages.push(ChatMessage::text(Role::User, transcript));
-            let req = LlmRequest {
-                messages,
-                tools: vec![],
-                max_tokens: Some(300),
-            };
-            match providers.llm.stream(req).await {
-                Ok(rx) => Some(rx),
-                Err(e) => {
-                    send(ReplyEvent::Failed(e)).await;
-                    return;
-                }
+        ReplyInput::Generate(req) => match providers.llm.stream(req).await {
+            Ok(rx) => Some(rx),
+            Err(e) => {
+                send(ReplyEvent::Failed(e)).await;
+                return;
             }
-        }
+        },
     };
     let mut pending = String::new();
     loop {

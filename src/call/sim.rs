@@ -1,9 +1,11 @@
 //! A deterministic call simulator in virtual time (tests only).
 //!
 //! It steps a fake Twilio carrier (real Twilio JSON through the real
-//! [`TwilioCodec`], a playout buffer that echoes marks when the audio before
-//! them has played, `clear` that drops audio and echoes pending marks) and
-//! fake providers with fixed latencies against one [`CallCore`], and records
+//! [`TwilioCodec`], the shared carrier [`Playout`] emulator that echoes marks
+//! when the audio before them has played and drops audio on `clear`) and
+//! fake providers with fixed latencies against one [`Session`] (the real
+//! call core and the scripted conversation, fed through the same
+//! [`Session::handle_event`] dispatch the driver uses), and records
 //! everything that crossed the wire. No sockets, no tasks, no sleeping.
 
 use std::cmp::Reverse;
@@ -12,8 +14,13 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-use super::core::{Action, CallCore, CoreConfig, Observation, ReplyEvent, ReplyInput, TurnState};
+use std::sync::{Arc, Mutex};
+
+use super::conversation::{BotTurn, Conversation, Directive, Event, ScriptedConversation};
+use super::core::{CoreConfig, Observation, ReplyEvent, ReplyInput, TurnState};
+use super::session::{Output, Record, Session, SessionConfig};
 use crate::audio::{g711, wav, FRAME_SAMPLES};
+use crate::carrier::playout::{Playout, PlayoutEvent};
 use crate::carrier::twilio::TwilioCodec;
 use crate::carrier::{CallEvent, CarrierCodec, CarrierCommand};
 use crate::config::{CallConfig, VadConfig};
@@ -109,16 +116,36 @@ pub struct Log {
     pub obs: Vec<(u64, Observation)>,
     /// State after each step, when it changed.
     pub states: Vec<(u64, TurnState)>,
-    /// Every non-send action.
-    pub actions: Vec<(u64, Action)>,
+    /// Every output but sends, observations and records.
+    pub actions: Vec<(u64, Output)>,
+    /// What the session recorded.
+    pub records: Vec<(u64, Record)>,
     /// Carrier side: ms of unplayed audio queued at the carrier after each media arrival.
     pub carrier_backlog_ms: Vec<u64>,
     /// Marks the carrier echoed, with echo time.
     pub echoed: Vec<(u64, String)>,
 }
 
+/// The system prompt of the simulated conversation.
+pub const SYSTEM: &str = "You are the receptionist.";
+
+/// The scripted conversation, remembering every event it was told.
+struct Probe {
+    inner: ScriptedConversation,
+    seen: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Conversation for Probe {
+    fn on_event(&mut self, event: Event, now: Instant, out: &mut Vec<Directive>) {
+        if let Ok(mut s) = self.seen.lock() {
+            s.push(event.clone());
+        }
+        self.inner.on_event(event, now, out);
+    }
+}
+
 pub struct Sim {
-    pub core: CallCore,
+    pub session: Session,
     pub world: World,
     pub log: Log,
     codec: TwilioCodec,
@@ -130,26 +157,39 @@ pub struct Sim {
     now: u64,
     t0: Instant,
     cancelled: HashSet<u64>,
-    // carrier playout model
-    play_end: u64,
-    pending_marks: Vec<(u64, String)>,
+    playout: Playout,
     sends: usize,
+    seen: Arc<Mutex<Vec<Event>>>,
 }
 
 pub const STREAM: &str = "MZsim0001";
 
 impl Sim {
     pub fn new(vad: VadConfig, call: CallConfig, world: World, caller: CallerAudio) -> Sim {
-        let mut codec = TwilioCodec::new(65536);
+        let codec = TwilioCodec::new(65536);
         let mut carrier_codec_out = TwilioCodec::new(65536);
         let start = format!(
             r#"{{"event":"start","streamSid":"{STREAM}","start":{{"streamSid":"{STREAM}","callSid":"CAsim","accountSid":"AC1","customParameters":{{}}}}}}"#
         );
-        for c in [&mut codec, &mut carrier_codec_out] {
-            assert!(matches!(c.parse_text(&start), Ok(CallEvent::Start(_))));
-        }
+        // The carrier side's codec learns the stream id; the server side's
+        // sees the `start` through the session's dispatch below.
+        assert!(matches!(
+            carrier_codec_out.parse_text(&start),
+            Ok(CallEvent::Start(_))
+        ));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let session = Session::new(
+            SessionConfig {
+                core: CoreConfig::new(&vad, &call),
+                region: None,
+            },
+            Box::new(Probe {
+                inner: ScriptedConversation::new(call.greeting.clone(), SYSTEM),
+                seen: seen.clone(),
+            }),
+        );
         let mut sim = Sim {
-            core: CallCore::new(CoreConfig::new(&vad, &call)),
+            session,
             world,
             log: Log::default(),
             codec,
@@ -161,22 +201,31 @@ impl Sim {
             now: 0,
             t0: Instant::now(),
             cancelled: HashSet::new(),
-            play_end: 0,
-            pending_marks: Vec::new(),
+            playout: Playout::new(Duration::ZERO, Duration::from_millis(500)),
             sends: 0,
+            seen,
         };
         let frames = sim.caller.len() / FRAME_SAMPLES;
         for k in 0..frames {
             let at = (k as u64 + 1) * 20 + sim.world.link_ms;
             sim.schedule(at, Ev::Frame(k));
         }
-        sim.core.handle_start(sim.t0);
+        let t0 = sim.t0;
+        sim.feed_text(&start, t0);
         sim.drain();
         sim
     }
 
     fn instant(&self, ms: u64) -> Instant {
         self.t0 + Duration::from_millis(ms)
+    }
+
+    fn carrier_instant(&self, ms: u64) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.instant(ms))
+    }
+
+    fn ms_of(&self, t: tokio::time::Instant) -> u64 {
+        t.into_std().saturating_duration_since(self.t0).as_millis() as u64
     }
 
     fn schedule(&mut self, at: u64, ev: Ev) {
@@ -200,9 +249,9 @@ impl Sim {
     pub fn run_until(&mut self, until: u64) {
         loop {
             let next_ev = self.heap.peek().map(|Reverse((t, _, _))| *t);
-            let next_mark = self.pending_marks.iter().map(|(due, _)| *due).min();
+            let next_mark = self.playout.poll_timeout().map(|t| self.ms_of(t));
             let next_timeout = self
-                .core
+                .session
                 .poll_timeout()
                 .map(|i| i.saturating_duration_since(self.t0).as_millis() as u64);
             let Some(t) = [next_ev, next_mark, next_timeout]
@@ -217,15 +266,8 @@ impl Sim {
             }
             self.now = self.now.max(t);
             if next_mark == Some(t) {
-                // Carrier played up to this mark: echo it.
-                let i = self
-                    .pending_marks
-                    .iter()
-                    .position(|(d, _)| *d == t)
-                    .unwrap_or(0);
-                let (_, name) = self.pending_marks.remove(i);
-                self.log.echoed.push((t, name.clone()));
-                self.schedule(t + self.world.link_ms, Ev::MarkBack(name));
+                // The carrier played up to a mark: echo it.
+                self.carrier_events(t);
                 continue;
             }
             if next_ev == Some(t) {
@@ -237,7 +279,8 @@ impl Sim {
                     self.dispatch(ev);
                 }
             } else {
-                self.core.handle_timeout(self.instant(t));
+                let now = self.instant(t);
+                self.session.handle_timeout(now);
             }
             self.drain();
         }
@@ -261,10 +304,10 @@ impl Sim {
                 self.feed_text(&text, now);
             }
             Ev::Text(text) => self.feed_text(&text, now),
-            Ev::Stt(e) => self.core.handle_stt(e, now),
+            Ev::Stt(e) => self.session.handle_stt(e, now),
             Ev::Reply(gen, e) => {
                 if !self.cancelled.contains(&gen) {
-                    self.core.handle_reply(gen, e, now);
+                    self.session.handle_reply(gen, e, now);
                 }
             }
             Ev::MarkBack(name) => {
@@ -278,49 +321,52 @@ impl Sim {
         }
     }
 
+    /// Through the real codec and the session's one dispatch, as the driver does.
     fn feed_text(&mut self, text: &str, now: Instant) {
-        match self.codec.parse_text(text) {
-            Ok(CallEvent::Media { pcm, .. }) => self.core.handle_media(pcm, now),
-            Ok(CallEvent::Mark(m)) => self.core.handle_mark(&m, now),
-            Ok(CallEvent::Stop) => self.core.handle_stop(now),
-            Ok(CallEvent::Dtmf(d)) => self.core.handle_dtmf(d, now),
-            Ok(_) => {}
-            Err(_) => {} // counted by the driver in production; the call goes on
+        // A rejection is counted by the driver in production; the call goes on.
+        if let Ok(ev) = self.codec.parse_text(text) {
+            self.session.handle_event(ev, now);
         }
     }
 
     /// The fake carrier receives a server message (already through the wire format).
     fn carrier_receive(&mut self, o: CarrierCommand) {
-        let t = self.now;
+        let t = self.carrier_instant(self.now);
         match o {
             CarrierCommand::Media(pcm) => {
-                let dur = pcm.len() as u64 / 8;
-                let start = self.play_end.max(t);
-                self.play_end = start + dur;
-                self.log.carrier_backlog_ms.push(self.play_end - t);
+                self.playout.push_media(t, pcm.len());
+                self.log
+                    .carrier_backlog_ms
+                    .push(self.playout.backlog(t).as_millis() as u64);
             }
-            CarrierCommand::Mark(name) => {
-                let due = self.play_end.max(t);
-                self.pending_marks.push((due, name));
-            }
+            CarrierCommand::Mark(name) => self.playout.push_mark(t, name),
             CarrierCommand::Clear => {
-                self.play_end = t;
-                for (due, _) in &mut self.pending_marks {
-                    *due = t;
-                }
+                self.playout.clear(t);
+            }
+        }
+        self.carrier_events(self.now);
+    }
+
+    /// Echo every mark the carrier has played by `at`.
+    fn carrier_events(&mut self, at: u64) {
+        let t = self.carrier_instant(at);
+        while let Some(ev) = self.playout.poll_event(t) {
+            if let PlayoutEvent::MarkPlayed(name) = ev {
+                self.log.echoed.push((at, name.clone()));
+                self.schedule(at + self.world.link_ms, Ev::MarkBack(name));
             }
         }
     }
 
     fn drain(&mut self) {
-        let state = self.core.state();
+        let state = self.session.state();
         if self.log.states.last().map(|(_, s)| *s) != Some(state) {
             self.log.states.push((self.now, state));
         }
-        while let Some(a) = self.core.poll_action() {
+        while let Some(a) = self.session.poll_output() {
             let now = self.now;
             match a {
-                Action::Send(o) => {
+                Output::Send(o) => {
                     // Through the real encoder and back, as the carrier would read it.
                     let mut text = String::new();
                     self.carrier_codec_out.encode(&o, &mut text);
@@ -340,7 +386,7 @@ impl Sim {
                     };
                     self.schedule(now + self.world.link_ms + jitter, Ev::Deliver(o));
                 }
-                Action::EndOfUtterance => {
+                Output::EndOfUtterance => {
                     let text = self.world.transcript.clone();
                     self.schedule(
                         now + self.world.stt_ms,
@@ -349,17 +395,14 @@ impl Sim {
                             end_of_utterance: true,
                         }),
                     );
-                    self.log.actions.push((now, Action::EndOfUtterance));
+                    self.log.actions.push((now, Output::EndOfUtterance));
                 }
-                Action::StartReply { gen, input } => {
-                    let text = match &input {
-                        ReplyInput::Greeting(t) => t.clone(),
-                        ReplyInput::Caller { .. } => "Sure, I can help.".to_string(),
-                    };
-                    let llm = if matches!(input, ReplyInput::Greeting(_)) {
-                        0
-                    } else {
-                        self.world.llm_ms
+                Output::StartReply { gen, input } => {
+                    let (text, llm) = match &input {
+                        ReplyInput::Say(t) => (t.clone(), 0),
+                        ReplyInput::Generate(_) => {
+                            ("Sure, I can help.".to_string(), self.world.llm_ms)
+                        }
                     };
                     let at = now.saturating_add(llm).saturating_add(self.world.tts_ms);
                     self.schedule(
@@ -372,17 +415,18 @@ impl Sim {
                     self.schedule(at, Ev::Reply(gen, ReplyEvent::Done));
                     self.log
                         .actions
-                        .push((now, Action::StartReply { gen, input }));
+                        .push((now, Output::StartReply { gen, input }));
                 }
-                Action::CancelReply { gen } => {
+                Output::CancelReply { gen } => {
                     self.cancelled.insert(gen);
-                    self.log.actions.push((now, Action::CancelReply { gen }));
+                    self.log.actions.push((now, Output::CancelReply { gen }));
                 }
-                Action::Observe(o) => self.log.obs.push((now, o)),
+                Output::Observe(o) => self.log.obs.push((now, o)),
+                Output::Record(r) => self.log.records.push((now, r)),
                 other => self.log.actions.push((now, other)),
             }
         }
-        let state = self.core.state();
+        let state = self.session.state();
         if self.log.states.last().map(|(_, s)| *s) != Some(state) {
             self.log.states.push((self.now, state));
         }
@@ -430,12 +474,63 @@ impl Sim {
             .collect()
     }
 
+    /// Every event the conversation was told, in order.
+    pub fn events(&self) -> Vec<Event> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Bot turns that reached the caller, as the conversation heard of them.
+    pub fn bot_turns(&self) -> Vec<BotTurn> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::BotTurnEnded(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Caller turns as recorded (an amended turn replaces the one it amends).
+    pub fn caller_turns(&self) -> Vec<String> {
+        let mut turns: Vec<(u32, String)> = Vec::new();
+        for (_, r) in &self.log.records {
+            if let Record::Turn {
+                seq,
+                speaker: super::session::Speaker::Caller,
+                text,
+                ..
+            } = r
+            {
+                match turns.iter_mut().find(|(s, _)| s == seq) {
+                    Some(t) => t.1 = text.clone(),
+                    None => turns.push((*seq, text.clone())),
+                }
+            }
+        }
+        turns.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// The LLM requests of the replies, in order.
+    pub fn requests(&self) -> Vec<crate::providers::LlmRequest> {
+        self.log
+            .actions
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Output::StartReply {
+                    input: ReplyInput::Generate(r),
+                    ..
+                } => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn replies_started(&self) -> Vec<(u64, u64)> {
         self.log
             .actions
             .iter()
             .filter_map(|(t, a)| match a {
-                Action::StartReply { gen, .. } => Some((*t, *gen)),
+                Output::StartReply { gen, .. } => Some((*t, *gen)),
                 _ => None,
             })
             .collect()

@@ -6,7 +6,12 @@
 //! the carrier's messages. Adding Telnyx or Vonage means writing one such
 //! module; nothing else changes. Codecs never panic on input: every problem
 //! is a [`CarrierError`] that the driver logs, counts, and survives.
+//!
+//! [`playout`] emulates what a carrier does with the audio we send (its
+//! playout buffer, mark echoes, `clear`): the simulator, the load generator
+//! and the tests all use it.
 
+pub mod playout;
 pub mod twilio;
 
 use std::collections::BTreeMap;

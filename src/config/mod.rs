@@ -56,6 +56,10 @@ pub struct ServerConfig {
     /// Largest carrier WebSocket message accepted, in bytes (default 65536).
     /// Larger messages are dropped, logged and counted; the call goes on.
     pub max_message_bytes: usize,
+    /// Milliseconds an upgraded media WebSocket may take to send the
+    /// stream's `start` before it is closed (default 5000, 100–60000). Only
+    /// a started stream takes one of `max_calls`.
+    pub start_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +70,7 @@ impl Default for ServerConfig {
             max_calls: 2000,
             drain_grace_s: 30,
             max_message_bytes: 64 * 1024,
+            start_timeout_ms: 5000,
         }
     }
 }
@@ -126,6 +131,8 @@ impl Default for VadConfig {
 pub struct CallConfig {
     /// What the bot says when the stream starts; empty string = no greeting.
     pub greeting: String,
+    /// The callers' language, BCP-47, passed to speech-to-text (default `en`).
+    pub language: String,
     /// Send a Twilio `mark` at least every this many ms of bot audio (default 200, 20–1000).
     pub mark_every_ms: u32,
     /// Never have more than this many ms of bot audio beyond the last echoed mark (default 400, ≥ mark_every_ms).
@@ -144,6 +151,7 @@ impl Default for CallConfig {
     fn default() -> Self {
         CallConfig {
             greeting: "Thanks for calling. This is the front desk, how can I help?".into(),
+            language: "en".into(),
             mark_every_ms: 200,
             max_ahead_ms: 400,
             chunk_ms: 100,
@@ -272,6 +280,15 @@ impl<'de> Deserialize<'de> for TtsConfig {
             other => Err(serde::de::Error::custom(format!(
                 "unknown kind `{other}`, expected one of: scripted"
             ))),
+        }
+    }
+}
+
+impl TtsConfig {
+    /// The provider voice id replies are spoken with, if the provider has voices.
+    pub fn voice(&self) -> Option<String> {
+        match self {
+            TtsConfig::Scripted(_) => None,
         }
     }
 }
@@ -480,6 +497,25 @@ impl Config {
             return Err(ConfigError::invalid(
                 "server.max_calls",
                 "must be at least 1",
+            ));
+        }
+        if !(100..=60_000).contains(&self.server.start_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "server.start_timeout_ms",
+                format!(
+                    "{} is out of range; allowed 100–60000 ms",
+                    self.server.start_timeout_ms
+                ),
+            ));
+        }
+        let lang = &self.call.language;
+        if lang.is_empty()
+            || lang.len() > 35
+            || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(ConfigError::invalid(
+                "call.language",
+                format!("`{lang}` is not a BCP-47 language tag (e.g. en, en-GB)"),
             ));
         }
         if self.server.max_message_bytes < 1024 {

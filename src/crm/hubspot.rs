@@ -573,7 +573,7 @@ impl Crm for HubspotCrm {
             "hs_call_body": call.body.as_ref().map(|b| b.expose().clone()).unwrap_or_default(),
             "hs_call_direction": match call.direction {
                 Direction::Inbound => "INBOUND",
-                Direction::CarrierCommand => "OUTBOUND",
+                Direction::Outbound => "OUTBOUND",
             },
             "hs_call_duration": call.duration.as_millis().to_string(),
             "hs_call_status": call.status,

@@ -101,7 +101,7 @@ impl Crm for LocalCrm {
     async fn log_call(&self, contact_id: &str, call: &CallLog) -> Result<String, CrmError> {
         let dir = match call.direction {
             Direction::Inbound => "inbound",
-            Direction::CarrierCommand => "outbound",
+            Direction::Outbound => "outbound",
         };
         let subject = format!("{} ({dir}, {})", call.title, call.status);
         let end = call.started

@@ -97,7 +97,7 @@ pub enum Direction {
     /// The contact called us.
     Inbound,
     /// We called the contact.
-    CarrierCommand,
+    Outbound,
 }
 
 /// A call to log against a contact.

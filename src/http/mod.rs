@@ -66,8 +66,9 @@ impl AppState {
     /// The state of a server over `app`'s services.
     pub fn new(app: &App) -> AppState {
         let config = app.config.clone();
+        let tracker = TaskTracker::new();
         AppState {
-            calls: CallServices::new(app),
+            calls: CallServices::new(app, tracker.clone()),
             call_slots: Arc::new(Semaphore::new(config.server.max_calls)),
             metrics: app.metrics.clone(),
             api: Arc::new(api::ApiState::new(
@@ -75,7 +76,7 @@ impl AppState {
                 app.api_token.clone(),
             )),
             config,
-            tracker: TaskTracker::new(),
+            tracker,
             cancel_calls: CancellationToken::new(),
             draining: Arc::new(AtomicBool::new(false)),
         }
@@ -114,14 +115,17 @@ async fn media_twilio(State(s): State<AppState>, ws: WebSocketUpgrade) -> Respon
         s.metrics.calls_refused.fetch_add(1, Relaxed);
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
-    let Ok(permit) = s.call_slots.clone().try_acquire_owned() else {
+    // Refuse early when a started stream could not get a permit anyway; the
+    // permit itself is taken only once the stream sends `start`.
+    if s.call_slots.available_permits() == 0 {
         s.metrics.calls_refused.fetch_add(1, Relaxed);
         warn!(
             max_calls = s.config.server.max_calls,
             "refusing media stream: at capacity"
         );
         return (StatusCode::SERVICE_UNAVAILABLE, "at capacity\n").into_response();
-    };
+    }
+    let slots = s.call_slots.clone();
     let codec = TwilioCodec::new(s.config.server.max_message_bytes);
     let services = s.calls.clone();
     let cancel = s.cancel_calls.child_token();
@@ -130,10 +134,7 @@ async fn media_twilio(State(s): State<AppState>, ws: WebSocketUpgrade) -> Respon
         .max_message_size(WS_TRANSPORT_LIMIT)
         .max_frame_size(WS_TRANSPORT_LIMIT)
         .on_upgrade(move |socket| {
-            tracker.track_future(async move {
-                run_call(socket, codec, services, cancel).await;
-                drop(permit);
-            })
+            tracker.track_future(run_call(socket, codec, services, slots, cancel))
         })
 }
 

@@ -24,9 +24,9 @@ use bytes::BytesMut;
 use tokio::time::Instant;
 
 use super::metrics::CallMetrics;
-use super::playout::{Playout, PlayoutEvent, FRAME};
 use super::scenario::{Scenario, Step};
 use super::wire::{self, CallIds, ServerMessage};
+use crate::carrier::playout::{Playout, PlayoutEvent, FRAME};
 use crate::loadtest::clip::Clip;
 
 /// Per-call timing knobs.

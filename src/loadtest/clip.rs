@@ -6,9 +6,9 @@ use std::path::Path;
 
 use base64::Engine as _;
 
-use super::playout::FRAME_BYTES;
 use super::LoadtestError;
 use crate::audio::g711::linear_to_ulaw;
+use crate::carrier::playout::FRAME_BYTES;
 
 /// Base64 length of one 160-byte frame (padded).
 pub const B64_FRAME: usize = FRAME_BYTES.div_ceil(3) * 4;

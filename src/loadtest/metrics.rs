@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::playout::{MediaOutcome, ReplySummary};
+use crate::carrier::playout::{MediaOutcome, ReplySummary};
 
 /// Frames sent later than this after their schedule count as generator lag.
 pub const LAG_THRESHOLD: Duration = Duration::from_millis(5);

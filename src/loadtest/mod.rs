@@ -23,7 +23,6 @@ pub mod caller;
 pub mod clip;
 pub mod driver;
 pub mod metrics;
-pub mod playout;
 pub mod procfs;
 pub mod report;
 pub mod scenario;

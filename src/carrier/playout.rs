@@ -1,4 +1,5 @@
-//! Carrier playout emulation: what Twilio does with the bot's audio.
+//! Carrier playout emulation: what Twilio does with the bot's audio. The
+//! one emulator the call simulator, the load generator and the tests share.
 //!
 //! A plain struct driven by `now` (no clock, no IO). Outbound `media`
 //! payloads queue into a buffer that plays in real time (8 μ-law bytes per
@@ -204,6 +205,13 @@ impl Playout {
         self.reply
             .as_ref()
             .map(|r| now.saturating_duration_since(r.start))
+    }
+
+    /// Audio queued at the carrier and not yet played at `now`.
+    pub fn backlog(&self, now: Instant) -> Duration {
+        self.reply.as_ref().map_or(Duration::ZERO, |r| {
+            r.queue_end.saturating_duration_since(now)
+        })
     }
 
     /// A reply is queued or playing.

@@ -1,0 +1,183 @@
+//! Every call on record: the session's [`Record`]s go through a bounded
+//! per-call queue to a writer task, so a slow database never stalls the
+//! media loop.
+//!
+//! The call row is written at `start` (call_sid, from/to, started_at, the
+//! carrier's custom parameters), each turn as it happens, tool jobs and the
+//! hand-off decision in the call's activity log, and `ended_at` with a status
+//! at the end — whether the carrier said `stop`, the socket vanished, the
+//! server drained, or the call task itself failed ([`RecordGuard`] writes
+//! that end if nothing else did). A write that does not fit the queue is
+//! dropped and counted (`frontdesk_record_writes_dropped_total`); one the
+//! database refuses is counted and logged.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::core::HangupReason;
+use super::session::Record;
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::store::{NewCall, Store};
+
+/// Records queued per call at most.
+pub const QUEUE: usize = 256;
+
+/// `(status, reason)` stored for each way a call ends.
+pub fn end_status(reason: HangupReason) -> (&'static str, &'static str) {
+    match reason {
+        HangupReason::CarrierStop => ("completed", "carrier_stop"),
+        HangupReason::Completed => ("completed", "conversation_ended"),
+        HangupReason::HandOff => ("handed_off", "handoff"),
+        HangupReason::MediaTimeout => ("failed", "media_timeout"),
+        HangupReason::Disconnected => ("dropped", "socket_closed"),
+        HangupReason::Drained => ("drained", "server_shutdown"),
+    }
+}
+
+/// The sending side, owned by the call's driver.
+pub struct Recorder {
+    tx: mpsc::Sender<(DateTime<Utc>, Record)>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    ended: bool,
+}
+
+impl Recorder {
+    /// Start the writer task for one call on `store` (tracked by `tracker`,
+    /// so a draining server waits for the last writes).
+    pub fn start(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> Recorder {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tracker.spawn(write_all(store, rx, metrics.clone()).in_current_span());
+        Recorder {
+            tx,
+            clock,
+            metrics,
+            ended: false,
+        }
+    }
+
+    /// Queue `record` with the current time; never waits.
+    pub fn record(&mut self, record: Record) {
+        if matches!(record, Record::Ended(_)) {
+            self.ended = true;
+        }
+        if self.tx.try_send((self.clock.now(), record)).is_err() {
+            self.metrics.record_writes_dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+impl Drop for Recorder {
+    /// A call task that ends without recording an end (it failed, or was
+    /// aborted) still closes its record.
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = self
+                .tx
+                .try_send((self.clock.now(), Record::Ended(HangupReason::Disconnected)));
+        }
+    }
+}
+
+async fn write_all(
+    store: Store,
+    mut rx: mpsc::Receiver<(DateTime<Utc>, Record)>,
+    metrics: Arc<Metrics>,
+) {
+    let mut call_id: Option<String> = None;
+    while let Some((at, record)) = rx.recv().await {
+        if let Err(e) = write_one(&store, &mut call_id, at, record).await {
+            metrics.record_write_errors.fetch_add(1, Relaxed);
+            tracing::warn!(error = %e, "call record write failed");
+        }
+    }
+}
+
+async fn write_one(
+    store: &Store,
+    call_id: &mut Option<String>,
+    at: DateTime<Utc>,
+    record: Record,
+) -> Result<(), crate::store::StoreError> {
+    if let Record::Started(info) = &record {
+        let id = store
+            .upsert_call(
+                &NewCall {
+                    call_sid: Some(info.call_sid.clone()),
+                    contact_id: None,
+                    direction: "inbound".into(),
+                    from: info.from.clone(),
+                    to: info.to.clone(),
+                    status: "in-progress".into(),
+                },
+                at,
+            )
+            .await?;
+        let params: serde_json::Map<String, serde_json::Value> = info
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.expose().clone())))
+            .collect();
+        store
+            .set_call_params(&id, &serde_json::Value::Object(params).to_string())
+            .await?;
+        *call_id = Some(id);
+        return Ok(());
+    }
+    // Nothing can be written for a call whose start was never recorded.
+    let Some(id) = call_id.as_deref() else {
+        return Ok(());
+    };
+    match record {
+        Record::Started(_) => {}
+        Record::Turn {
+            seq,
+            speaker,
+            text,
+            heard,
+            interrupted,
+        } => {
+            store
+                .put_turn(
+                    id,
+                    i64::from(seq),
+                    speaker,
+                    &text,
+                    heard.as_deref(),
+                    interrupted,
+                    at,
+                )
+                .await?;
+        }
+        Record::ToolStarted(job) => {
+            store
+                .add_call_event(id, at, "tool_started", &job.name)
+                .await?;
+        }
+        Record::ToolFinished(o) => {
+            let detail = format!("{} {}", o.name, if o.ok { "ok" } else { "failed" });
+            store
+                .add_call_event(id, at, "tool_finished", &detail)
+                .await?;
+        }
+        Record::HandOff { target, summary } => {
+            let detail = serde_json::json!({ "target": target, "summary": summary }).to_string();
+            store.add_call_event(id, at, "handoff", &detail).await?;
+        }
+        Record::Ended(reason) => {
+            let (status, why) = end_status(reason);
+            store.end_call(id, status, why, at).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,421 @@
+//! The call session: the turn-taking [`CallCore`] joined to a
+//! [`Conversation`], sans-IO.
+//!
+//! # Drive contract
+//!
+//! [`Session`] does no I/O and reads no clock. Its driver
+//!
+//! 1. feeds every input with the matching `handle_*` method, passing `now`:
+//!    carrier events through the one dispatch [`Session::handle_event`]
+//!    (the driver and the simulator both use it), transcripts
+//!    ([`Session::handle_stt`]), reply pipeline output
+//!    ([`Session::handle_reply`]), tool outcomes
+//!    ([`Session::handle_tool_outcome`]), and the ends that come from outside
+//!    the carrier protocol ([`Session::handle_disconnect`],
+//!    [`Session::handle_drain`]);
+//! 2. after **every** input drains [`Session::poll_output`] until `None` and
+//!    carries the outputs out in order;
+//! 3. sleeps until [`Session::poll_timeout`] and then calls
+//!    [`Session::handle_timeout`].
+//!
+//! Inside, after each input the session drains the core's
+//! [`CoreEvent`]s into the conversation, carries out its [`Directive`]s
+//! (queueing speech until the core can speak without talking over anyone,
+//! handing tool jobs to the driver, ending the call once everything asked
+//! for has been said), and then moves the core's actions to its own output.
+//!
+//! # What is recorded
+//!
+//! [`Output::Record`] carries everything the call's record needs, as it
+//! happens: the start, each caller and receptionist turn (an amended caller
+//! turn is re-sent under the same `seq`), each tool job, the hand-off
+//! decision with its summary, and the end with its reason.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
+
+use super::conversation::{BotTurn, CallInfo, Conversation, Directive, Ending, Event};
+use super::core::{
+    Action, CallCore, CoreConfig, CoreEvent, HangupReason, Observation, ReplyEvent, ReplyInput,
+    TurnState,
+};
+use super::tools::{ToolJob, ToolOutcome};
+use crate::carrier::{CallEvent, CarrierCommand, StreamStart};
+use crate::phone;
+use crate::pii::Pii;
+use crate::providers::SttEvent;
+pub use crate::store::Speaker;
+
+/// Something for the call's record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// The stream started.
+    Started(CallInfo),
+    /// A turn, numbered in call order.
+    Turn {
+        /// Position in the call; a rewritten turn keeps its number.
+        seq: u32,
+        /// Who spoke.
+        speaker: Speaker,
+        /// The words (for the receptionist: what it meant to say).
+        text: String,
+        /// For an interrupted receptionist turn, what the caller heard.
+        heard: Option<String>,
+        /// The caller cut the receptionist off.
+        interrupted: bool,
+    },
+    /// A tool job was handed to the runner.
+    ToolStarted(ToolJob),
+    /// A tool job finished.
+    ToolFinished(ToolOutcome),
+    /// The conversation hands the caller to people.
+    HandOff {
+        /// Who should take it.
+        target: String,
+        /// One line for the answering human.
+        summary: String,
+    },
+    /// The call ended.
+    Ended(HangupReason),
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send this to the carrier.
+    Send(CarrierCommand),
+    /// Ask the STT to finalise the utterance.
+    EndOfUtterance,
+    /// Start the reply pipeline for generation `gen`.
+    StartReply {
+        /// Generation id.
+        gen: u64,
+        /// What to speak.
+        input: ReplyInput,
+    },
+    /// Stop generation `gen` at once.
+    CancelReply {
+        /// The generation.
+        gen: u64,
+    },
+    /// Hand this job to the tool runner (never cancelled by barge-in).
+    RunTool(ToolJob),
+    /// Write this to the call's record.
+    Record(Record),
+    /// Count this.
+    Observe(Observation),
+    /// End the call: close the carrier stream.
+    Hangup(HangupReason),
+}
+
+/// Settings of a session beyond the core's.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Turn-taking and pacing.
+    pub core: CoreConfig,
+    /// Region for caller numbers written without a country code.
+    pub region: Option<phonenumber::country::Id>,
+}
+
+/// Tool job ids remembered per call (a repeated id is never run twice);
+/// bounded so a model that loops cannot grow it.
+const MAX_JOBS: usize = 1024;
+
+/// One call: core + conversation. See the module docs for the drive contract.
+pub struct Session {
+    core: CallCore,
+    conversation: Box<dyn Conversation>,
+    region: Option<phonenumber::country::Id>,
+    out: VecDeque<Output>,
+    directives: Vec<Directive>,
+    speech: VecDeque<ReplyInput>,
+    ending: Option<Ending>,
+    jobs: HashSet<String>,
+    next_seq: u32,
+    last_caller_seq: Option<u32>,
+    started: bool,
+    told_ended: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("state", &self.core.state())
+            .field("queued_speech", &self.speech.len())
+            .field("ending", &self.ending)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The caller's and called numbers from a stream's parameters (`From`/`To`,
+/// any case), normalised to E.164 when they parse.
+fn call_info(start: &StreamStart, region: Option<phonenumber::country::Id>) -> CallInfo {
+    let param = |name: &str| {
+        start
+            .custom_parameters
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.expose().trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let number = |v: Option<String>| {
+        v.map(|raw| match region.map(|r| phone::normalise(&raw, r)) {
+            Some(Ok(e)) => e.to_pii(),
+            _ => Pii::new(raw),
+        })
+    };
+    CallInfo {
+        call_sid: start.call_sid.clone(),
+        stream_sid: start.stream_sid.clone(),
+        from: number(param("From")),
+        to: number(param("To")),
+        params: start.custom_parameters.clone(),
+    }
+}
+
+impl Session {
+    /// A session waiting for the stream's `start`.
+    pub fn new(cfg: SessionConfig, conversation: Box<dyn Conversation>) -> Self {
+        Session {
+            core: CallCore::new(cfg.core),
+            conversation,
+            region: cfg.region,
+            out: VecDeque::new(),
+            directives: Vec::new(),
+            speech: VecDeque::new(),
+            ending: None,
+            jobs: HashSet::new(),
+            next_seq: 0,
+            last_caller_seq: None,
+            started: false,
+            told_ended: false,
+        }
+    }
+
+    /// Where the turn-taking is.
+    pub fn state(&self) -> TurnState {
+        self.core.state()
+    }
+
+    /// The next output, if any. Drain after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    /// One carrier event: the single dispatch for every driver.
+    pub fn handle_event(&mut self, ev: CallEvent<'_>, now: Instant) {
+        match ev {
+            CallEvent::Start(start) => {
+                if self.core.state() != TurnState::Ended && !self.started {
+                    self.started = true;
+                    self.core.handle_start(now);
+                    let info = call_info(&start, self.region);
+                    self.out
+                        .push_back(Output::Record(Record::Started(info.clone())));
+                    self.tell(Event::Started(info), now);
+                }
+            }
+            CallEvent::Media { pcm, .. } => self.core.handle_media(pcm, now),
+            CallEvent::Mark(name) => self.core.handle_mark(&name, now),
+            CallEvent::Dtmf(d) => self.core.handle_dtmf(d, now),
+            CallEvent::Stop => self.core.handle_stop(now),
+            CallEvent::Connected | CallEvent::Ignored => {}
+        }
+        self.process(now);
+    }
+
+    /// A transcript event.
+    pub fn handle_stt(&mut self, ev: SttEvent, now: Instant) {
+        self.core.handle_stt(ev, now);
+        self.process(now);
+    }
+
+    /// Output of the reply pipeline for generation `gen`.
+    pub fn handle_reply(&mut self, gen: u64, ev: ReplyEvent, now: Instant) {
+        self.core.handle_reply(gen, ev, now);
+        self.process(now);
+    }
+
+    /// A tool job finished (whatever happened to the reply that asked for it).
+    pub fn handle_tool_outcome(&mut self, outcome: ToolOutcome, now: Instant) {
+        self.out
+            .push_back(Output::Record(Record::ToolFinished(outcome.clone())));
+        if !self.told_ended {
+            self.tell(Event::ToolFinished(outcome), now);
+        }
+        self.process(now);
+    }
+
+    /// The carrier's socket went away without `stop`.
+    pub fn handle_disconnect(&mut self, now: Instant) {
+        self.core.hang_up(HangupReason::Disconnected);
+        self.process(now);
+    }
+
+    /// The server is shutting down and the drain grace is over.
+    pub fn handle_drain(&mut self, now: Instant) {
+        self.core.hang_up(HangupReason::Drained);
+        self.process(now);
+    }
+
+    /// A deadline from [`Session::poll_timeout`] passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.core.handle_timeout(now);
+        self.process(now);
+    }
+
+    // ------------------------------------------------------------ internals
+
+    /// Report `event` to the conversation and carry out what it answers.
+    fn tell(&mut self, event: Event, now: Instant) {
+        let mut directives = std::mem::take(&mut self.directives);
+        self.conversation.on_event(event, now, &mut directives);
+        for d in directives.drain(..) {
+            self.apply(d);
+        }
+        self.directives = directives;
+    }
+
+    fn apply(&mut self, d: Directive) {
+        if self.told_ended {
+            return;
+        }
+        match d {
+            Directive::Say(text) => {
+                if !text.trim().is_empty() {
+                    self.speech.push_back(ReplyInput::Say(text));
+                }
+            }
+            Directive::Generate(req) => self.speech.push_back(ReplyInput::Generate(req)),
+            Directive::RunTool(job) => {
+                if self.jobs.len() < MAX_JOBS && self.jobs.insert(job.id.clone()) {
+                    self.out
+                        .push_back(Output::Record(Record::ToolStarted(job.clone())));
+                    self.out.push_back(Output::RunTool(job));
+                } else {
+                    tracing::debug!(job = %job.id, "tool job not run again");
+                }
+            }
+            Directive::End(e) => {
+                if self.ending.is_none() {
+                    self.ending = Some(e);
+                }
+            }
+        }
+    }
+
+    fn seq(&mut self) -> u32 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    fn on_core_event(&mut self, ev: CoreEvent, now: Instant) {
+        match ev {
+            CoreEvent::Utterance {
+                text,
+                amends_previous,
+            } => {
+                let seq = match (amends_previous, self.last_caller_seq) {
+                    (true, Some(s)) => s,
+                    _ => self.seq(),
+                };
+                self.last_caller_seq = Some(seq);
+                self.out.push_back(Output::Record(Record::Turn {
+                    seq,
+                    speaker: Speaker::Caller,
+                    text: text.clone(),
+                    heard: None,
+                    interrupted: false,
+                }));
+                self.tell(
+                    Event::CallerSaid {
+                        text,
+                        amends_previous,
+                    },
+                    now,
+                );
+            }
+            CoreEvent::BotTurnEnded(t) => {
+                let seq = self.seq();
+                self.out.push_back(Output::Record(Record::Turn {
+                    seq,
+                    speaker: Speaker::Receptionist,
+                    text: t.bot.clone(),
+                    heard: t.interrupted.then(|| t.heard.clone()),
+                    interrupted: t.interrupted,
+                }));
+                self.tell(
+                    Event::BotTurnEnded(BotTurn {
+                        said: t.bot,
+                        heard: t.heard,
+                        heard_ms: t.heard_ms,
+                        total_ms: t.total_ms,
+                        interrupted: t.interrupted,
+                    }),
+                    now,
+                );
+            }
+            CoreEvent::ReplyFailed => self.tell(Event::ReplyFailed, now),
+            CoreEvent::ToolCall(call) => self.tell(Event::ModelToolCall(call), now),
+            CoreEvent::Dtmf(d) => self.tell(Event::Dtmf(d), now),
+            CoreEvent::Ended(reason) => {
+                if !self.told_ended {
+                    self.tell(Event::Ended, now);
+                    self.told_ended = true;
+                    self.speech.clear();
+                    self.out.push_back(Output::Record(Record::Ended(reason)));
+                }
+            }
+        }
+    }
+
+    /// Events into the conversation, queued speech into the core, the end
+    /// when everything was said; then the core's actions out.
+    fn process(&mut self, now: Instant) {
+        loop {
+            while let Some(ev) = self.core.poll_event() {
+                self.on_core_event(ev, now);
+            }
+            while self.core.can_speak() {
+                let Some(input) = self.speech.pop_front() else {
+                    break;
+                };
+                self.core.start_reply(input, now);
+            }
+            if self.speech.is_empty() && !self.core.is_replying() {
+                if let Some(ending) = self.ending.take() {
+                    let reason = match ending {
+                        Ending::Hangup => HangupReason::Completed,
+                        Ending::HandOff { target, summary } => {
+                            self.out
+                                .push_back(Output::Record(Record::HandOff { target, summary }));
+                            HangupReason::HandOff
+                        }
+                    };
+                    self.core.hang_up(reason);
+                }
+            }
+            if !self.core.has_events() {
+                break;
+            }
+        }
+        while let Some(a) = self.core.poll_action() {
+            self.out.push_back(match a {
+                Action::Send(c) => Output::Send(c),
+                Action::EndOfUtterance => Output::EndOfUtterance,
+                Action::StartReply { gen, input } => Output::StartReply { gen, input },
+                Action::CancelReply { gen } => Output::CancelReply { gen },
+                Action::Observe(o) => Output::Observe(o),
+                Action::Hangup(r) => Output::Hangup(r),
+            });
+        }
+    }
+}
