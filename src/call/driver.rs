@@ -135,38 +135,80 @@ fn reject(count: &mut u64, metrics: &Metrics, e: &crate::carrier::CarrierError) 
     }
 }
 
-/// Caller frames buffered while the STT connects: 5 s.
-const STT_BUFFER_FRAMES: usize = 250;
+/// Caller frames held back at most (5 s): while the STT connects, or while
+/// its input queue is full. Beyond that the oldest are dropped and counted.
+const STT_BACKLOG_FRAMES: usize = 250;
 
-/// The call's speech-to-text: connecting (audio buffered), open, or gone.
-enum Stt {
-    Opening(VecDeque<Arc<[i16]>>),
+/// The call's speech-to-text: connecting, open, or gone.
+enum SttState {
+    Opening,
     Open(SttSession),
     Gone,
 }
 
+/// The STT with the caller audio it has not taken yet.
+struct Stt {
+    state: SttState,
+    backlog: VecDeque<Arc<[i16]>>,
+}
+
 impl Stt {
-    /// Hand one caller frame to the STT; false if it was dropped.
-    fn audio(&mut self, pcm: &[i16]) -> bool {
-        match self {
-            Stt::Opening(buffered) => {
-                let mut kept = true;
-                if buffered.len() >= STT_BUFFER_FRAMES {
-                    buffered.pop_front();
-                    kept = false;
+    /// Queue one caller frame for the STT; returns how many frames were dropped.
+    fn audio(&mut self, pcm: &[i16]) -> u64 {
+        if matches!(self.state, SttState::Gone) {
+            return 1;
+        }
+        let mut dropped = 0;
+        if self.backlog.len() >= STT_BACKLOG_FRAMES {
+            self.backlog.pop_front();
+            dropped += 1;
+        }
+        self.backlog.push_back(pcm.into());
+        dropped + self.flush()
+    }
+
+    /// Hand the STT as much of the backlog as it takes now, in order.
+    fn flush(&mut self) -> u64 {
+        let SttState::Open(s) = &self.state else {
+            return 0;
+        };
+        while let Some(frame) = self.backlog.front() {
+            match s.input.try_send(SttInput::Audio(frame.clone())) {
+                Ok(()) => {
+                    self.backlog.pop_front();
                 }
-                buffered.push_back(pcm.into());
-                kept
+                Err(mpsc::error::TrySendError::Full(_)) => break,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.state = SttState::Gone;
+                    let n = self.backlog.len() as u64;
+                    self.backlog.clear();
+                    return n;
+                }
             }
-            Stt::Open(s) => s.input.try_send(SttInput::Audio(pcm.into())).is_ok(),
-            Stt::Gone => false,
+        }
+        0
+    }
+
+    /// The STT opened (or failed to); returns frames dropped.
+    fn opened(&mut self, s: Option<SttSession>) -> u64 {
+        match s {
+            Some(s) => {
+                self.state = SttState::Open(s);
+                self.flush()
+            }
+            None => {
+                self.state = SttState::Gone;
+                let n = self.backlog.len() as u64;
+                self.backlog.clear();
+                n
+            }
         }
     }
 }
 
-async fn next_stt(stt: &mut Stt) -> Option<crate::providers::SttEvent> {
+async fn next_stt(stt: &mut SttState) -> Option<crate::providers::SttEvent> {
     match stt {
-        Stt::Open(s) => s.events.recv().await,
+        SttState::Open(s) => s.events.recv().await,
         _ => std::future::pending().await,
     }
 }
@@ -329,7 +371,10 @@ async fn drive<T, C>(
     let mut replies: Vec<(u64, AbortHandle)> = Vec::new();
     let stt_wants_audio = services.providers.stt.wants_audio();
     // Open the STT beside the loop: the greeting must not wait for it.
-    let mut stt = Stt::Opening(VecDeque::new());
+    let mut stt = Stt {
+        state: SttState::Opening,
+        backlog: VecDeque::new(),
+    };
     let mut stt_task = {
         let provider = services.providers.stt.clone();
         let metrics = metrics.clone();
@@ -390,7 +435,7 @@ async fn drive<T, C>(
                     sent_any = true;
                 }
                 Output::EndOfUtterance => {
-                    if let Stt::Open(s) = &stt {
+                    if let SttState::Open(s) = &stt.state {
                         let _ = s.input.try_send(SttInput::EndOfUtterance);
                     }
                 }
@@ -467,8 +512,8 @@ async fn drive<T, C>(
                         Ok(ev) => {
                             if let CallEvent::Media { pcm, .. } = &ev {
                                 counts.frames_in += 1;
-                                if stt_wants_audio && !stt.audio(pcm) {
-                                    counts.dropped += 1;
+                                if stt_wants_audio {
+                                    counts.dropped += stt.audio(pcm);
                                 }
                             }
                             session.handle_event(ev, now);
@@ -494,28 +539,11 @@ async fn drive<T, C>(
             }
             opened = stt_opened(&mut stt_task) => {
                 stt_task = None;
-                let buffered = match &mut stt {
-                    Stt::Opening(buffered) => std::mem::take(buffered),
-                    _ => VecDeque::new(),
-                };
-                stt = match opened {
-                    Some(s) => {
-                        for pcm in buffered {
-                            if s.input.try_send(SttInput::Audio(pcm)).is_err() {
-                                counts.dropped += 1;
-                            }
-                        }
-                        Stt::Open(s)
-                    }
-                    None => {
-                        counts.dropped += buffered.len() as u64;
-                        Stt::Gone
-                    }
-                };
+                counts.dropped += stt.opened(opened);
             }
-            ev = next_stt(&mut stt) => match ev {
+            ev = next_stt(&mut stt.state) => match ev {
                 Some(ev) => session.handle_stt(ev, now()),
-                None => stt = Stt::Gone,
+                None => stt.state = SttState::Gone,
             },
             Some((gen, ev)) = reply_rx.recv() => session.handle_reply(gen, ev, now()),
             Some(outcome) = tool_rx.recv() => session.handle_tool_outcome(outcome, now()),

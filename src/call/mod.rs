@@ -12,6 +12,8 @@ pub mod core;
 #[cfg(test)]
 mod core_tests;
 pub mod driver;
+#[cfg(test)]
+mod driver_tests;
 pub mod record;
 pub mod reply;
 pub mod session;
