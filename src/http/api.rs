@@ -471,13 +471,29 @@ async fn list_calls(
     q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = query_map(q)?;
-    only_params(&q, &["since", "limit"])?;
+    only_params(&q, &["since", "limit", "turns"])?;
     let since = q
         .get("since")
         .map(|v| instant("since", v, s.business_tz))
         .transpose()?;
+    let with_turns = match q.get("turns").map(String::as_str) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(_) => return Err(ApiError::field("turns", "must be true or false")),
+    };
     let calls = s.store.list_calls(since, limit(&q)?).await?;
-    Ok(Json(json!({ "calls": calls })).into_response())
+    if !with_turns {
+        return Ok(Json(json!({ "calls": calls })).into_response());
+    }
+    // `?turns=true`: each call with its transcript, turn by turn.
+    let mut out = Vec::with_capacity(calls.len());
+    for c in calls {
+        let turns = s.store.turns(&c.id).await?;
+        let mut v = serde_json::to_value(&c).map_err(|e| ApiError::internal(&e))?;
+        v["turns"] = serde_json::to_value(&turns).map_err(|e| ApiError::internal(&e))?;
+        out.push(v);
+    }
+    Ok(Json(json!({ "calls": out })).into_response())
 }
 
 /// `GET /api/contacts?phone=` (any format): `{"contacts": [..]}` with zero or one entry.
