@@ -167,7 +167,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The vectors of shared/specs/telephony.md §5.4.
+    /// Reference vectors: ITU-T G.711 tables (μ-law and A-law encode, decode).
     const VECTORS: [(i16, u8, i16, u8, i16); 8] = [
         (0, 0xFF, 0, 0xD5, 8),
         (-1, 0x7E, -8, 0x55, -8),

@@ -167,9 +167,21 @@ impl ChatLog {
         }
     }
 
-    /// Any other message (tool calls and results).
-    pub fn other(&mut self, m: ChatMessage) {
-        self.push(m);
+    /// The model called a tool and this came of it: the assistant message
+    /// carrying the call, then the tool's result, as chat APIs expect them.
+    pub fn tool_exchange(&mut self, call: &ToolCall, outcome: &ToolOutcome) {
+        self.push(ChatMessage {
+            role: Role::Assistant,
+            content: None,
+            tool_calls: vec![call.clone()],
+            tool_call_id: None,
+        });
+        let mut result = ChatMessage::text(
+            Role::Tool,
+            serde_json::json!({ "ok": outcome.ok, "result": outcome.result }).to_string(),
+        );
+        result.tool_call_id = Some(call.id.clone());
+        self.push(result);
     }
 
     /// System prompt first, then the kept messages.
@@ -277,6 +289,31 @@ mod tests {
         let m = log.messages();
         assert_eq!(m.len(), 2);
         assert_eq!(m[1].content.as_deref(), Some("I'd like to book a demo"));
+    }
+
+    #[test]
+    fn a_tool_exchange_answers_the_call_by_its_id() {
+        let mut log = ChatLog::new("sys", 8);
+        let call = ToolCall {
+            id: "call_7".into(),
+            name: "find_slots".into(),
+            arguments: "{}".into(),
+        };
+        let outcome = ToolOutcome {
+            id: "call_7".into(),
+            name: "find_slots".into(),
+            ok: true,
+            result: serde_json::json!({"slots": 2}),
+        };
+        log.tool_exchange(&call, &outcome);
+        let m = log.messages();
+        assert_eq!(m[1].tool_calls, vec![call]);
+        assert_eq!(m[2].role, Role::Tool);
+        assert_eq!(m[2].tool_call_id.as_deref(), Some("call_7"));
+        assert!(m[2]
+            .content
+            .as_deref()
+            .is_some_and(|c| c.contains("\"slots\":2")));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::conversation::{
-    Conversation, ConversationFactory, Directive, Event, ScriptedConversations,
+    ChatLog, Conversation, ConversationFactory, Directive, Event, ScriptedConversations,
 };
 use super::driver::{run_call, CallServices};
 use super::tools::{ToolExecutor, ToolJob, ToolOutcome};
@@ -223,6 +223,8 @@ impl ToolExecutor for SlowBooking {
 /// Offers `confirm_booking`; runs what the model asks; says the result.
 struct Booker {
     seen: Arc<Mutex<Vec<Event>>>,
+    log: ChatLog,
+    calls: Vec<ToolCall>,
 }
 
 impl Conversation for Booker {
@@ -231,25 +233,36 @@ impl Conversation for Booker {
             s.push(event.clone());
         }
         match event {
-            Event::CallerSaid { text, .. } => out.push(Directive::Generate(LlmRequest {
-                messages: vec![crate::providers::ChatMessage::text(
-                    crate::providers::Role::User,
-                    text,
-                )],
-                tools: vec![ToolSpec {
-                    name: "confirm_booking".into(),
-                    description: "Book the held slot".into(),
-                    parameters: serde_json::json!({"type": "object"}),
-                }],
-                max_tokens: None,
-            })),
-            Event::ModelToolCall(c) => out.push(Directive::RunTool(ToolJob {
-                id: c.id,
-                name: c.name,
-                args: serde_json::from_str(&c.arguments).unwrap_or_default(),
-            })),
-            Event::ToolFinished(o) if o.ok => {
-                out.push(Directive::Say("You're booked for Friday.".into()))
+            Event::CallerSaid {
+                text,
+                amends_previous,
+            } => {
+                self.log.caller(&text, amends_previous);
+                out.push(Directive::Generate(LlmRequest {
+                    messages: self.log.messages(),
+                    tools: vec![ToolSpec {
+                        name: "confirm_booking".into(),
+                        description: "Book the held slot".into(),
+                        parameters: serde_json::json!({"type": "object"}),
+                    }],
+                    max_tokens: None,
+                }))
+            }
+            Event::ModelToolCall(c) => {
+                out.push(Directive::RunTool(ToolJob {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    args: serde_json::from_str(&c.arguments).unwrap_or_default(),
+                }));
+                self.calls.push(c);
+            }
+            Event::ToolFinished(o) => {
+                if let Some(c) = self.calls.iter().find(|c| c.id == o.id) {
+                    self.log.tool_exchange(c, &o);
+                }
+                if o.ok {
+                    out.push(Directive::Say("You're booked for Friday.".into()));
+                }
             }
             _ => {}
         }
@@ -262,6 +275,8 @@ impl ConversationFactory for BookerFactory {
     fn start(&self) -> Box<dyn Conversation> {
         Box::new(Booker {
             seen: self.0.clone(),
+            log: ChatLog::new("sys", 32),
+            calls: Vec::new(),
         })
     }
 }

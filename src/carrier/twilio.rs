@@ -1,8 +1,7 @@
-//! Twilio Media Streams (bidirectional `<Connect><Stream>`), per
-//! shared/specs/telephony.md §1.
+//! Twilio Media Streams (bidirectional `<Connect><Stream>`).
 //!
 //! Inbound: `connected`, `start` (with `customParameters`), `media` (base64
-//! μ-law 8 kHz), `dtmf`, `mark`, `stop`. CarrierCommand: `media`, `mark`, `clear`,
+//! μ-law 8 kHz), `dtmf`, `mark`, `stop`. Outbound: `media`, `mark`, `clear`,
 //! each carrying the `streamSid` of the `start`. Unknown fields are ignored;
 //! counters are strings. The per-frame path borrows the JSON text, decodes
 //! base64 and μ-law into buffers the codec reuses, and allocates nothing.

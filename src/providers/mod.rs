@@ -241,8 +241,6 @@ pub struct TtsParams {
 pub enum TtsInput {
     /// More text (a sentence or clause).
     Text(String),
-    /// Generate what is buffered now.
-    Flush,
     /// No more text: finish, then send `Done`.
     End,
 }
