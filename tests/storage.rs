@@ -232,3 +232,68 @@ async fn call_activity_log(db: TestDb) {
     assert_eq!(calls[0].status, "completed");
 }
 on_both_databases!(call_log, super::call_activity_log);
+
+/// Counts its runs; each takes 200 ms so two nodes overlap.
+struct CountingJob(Arc<std::sync::atomic::AtomicUsize>);
+
+#[async_trait::async_trait]
+impl frontdesk::call::ToolExecutor for CountingJob {
+    async fn execute(
+        &self,
+        _sid: &str,
+        job: &frontdesk::call::ToolJob,
+    ) -> frontdesk::call::ToolOutcome {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        frontdesk::call::ToolOutcome {
+            id: job.id.clone(),
+            name: job.name.clone(),
+            ok: true,
+            result: serde_json::json!({ "run": n }),
+        }
+    }
+}
+
+async fn a_tool_job_runs_once_across_nodes(db: TestDb) {
+    use frontdesk::call::tools::StoreBackedTools;
+    use frontdesk::call::{ToolExecutor, ToolJob};
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clock = Arc::new(ManualClock::new(t("2025-10-13T08:00:00Z")));
+    // Two nodes: their own pools on one database.
+    let nodes: Vec<StoreBackedTools> = vec![
+        StoreBackedTools::new(
+            Arc::new(CountingJob(runs.clone())),
+            store(&db).await,
+            clock.clone(),
+        ),
+        StoreBackedTools::new(
+            Arc::new(CountingJob(runs.clone())),
+            store(&db).await,
+            clock.clone(),
+        ),
+    ];
+    let job = ToolJob {
+        id: "call_1".into(),
+        name: "confirm_booking".into(),
+        args: serde_json::json!({"hold_id": "h1"}),
+    };
+    let (a, b) = tokio::join!(
+        nodes[0].execute("CAnode", &job),
+        nodes[1].execute("CAnode", &job)
+    );
+    assert_eq!(
+        runs.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "ran once: {a:?} {b:?}"
+    );
+    assert_eq!([a.ok, b.ok].iter().filter(|ok| **ok).count(), 1);
+    // A replay after it finished returns the stored outcome, without running.
+    let replay = nodes[1].execute("CAnode", &job).await;
+    assert!(replay.ok);
+    assert_eq!(replay.result, serde_json::json!({ "run": 1 }));
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The same job id in another call is another job.
+    let other = nodes[0].execute("CAother", &job).await;
+    assert_eq!(other.result, serde_json::json!({ "run": 2 }));
+}
+on_both_databases!(tool_job_once, super::a_tool_job_runs_once_across_nodes);

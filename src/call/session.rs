@@ -419,3 +419,120 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::carrier::twilio::TwilioCodec;
+    use crate::carrier::CarrierCodec;
+    use crate::config::{CallConfig, VadConfig};
+
+    /// Says a hand-off line, asks for the same job twice, then hands off.
+    struct HandsOff;
+
+    impl Conversation for HandsOff {
+        fn on_event(&mut self, event: Event, _now: Instant, out: &mut Vec<Directive>) {
+            if let Event::Started(_) = event {
+                let job = ToolJob {
+                    id: "j1".into(),
+                    name: "take_callback".into(),
+                    args: serde_json::json!({}),
+                };
+                out.push(Directive::RunTool(job.clone()));
+                out.push(Directive::RunTool(job));
+                out.push(Directive::Say("One moment while I connect you.".into()));
+                out.push(Directive::End(Ending::HandOff {
+                    target: "team".into(),
+                    summary: "Jane, new demo enquiry".into(),
+                }));
+            }
+        }
+    }
+
+    fn session() -> (Session, Instant) {
+        let cfg = SessionConfig {
+            core: CoreConfig::new(&VadConfig::default(), &CallConfig::default()),
+            region: Some(phonenumber::country::Id::GB),
+        };
+        let mut s = Session::new(cfg, Box::new(HandsOff));
+        let mut codec = TwilioCodec::new(65536);
+        let t0 = Instant::now();
+        let start = r#"{"event":"start","streamSid":"MZ1","start":{"streamSid":"MZ1","callSid":"CA1","accountSid":"AC1","customParameters":{"From":"07700 900123"}}}"#;
+        match codec.parse_text(start) {
+            Ok(ev) => s.handle_event(ev, t0),
+            Err(e) => panic!("{e}"),
+        }
+        (s, t0)
+    }
+
+    fn drain(s: &mut Session) -> Vec<Output> {
+        std::iter::from_fn(|| s.poll_output()).collect()
+    }
+
+    #[test]
+    fn a_hand_off_waits_for_its_line_to_play_and_a_job_id_runs_once() {
+        let (mut s, t0) = session();
+        let out = drain(&mut s);
+        let Some(Output::Record(Record::Started(info))) = out.first() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            info.from.as_ref().map(|p| p.expose().as_str()),
+            Some("+447700900123"),
+            "the caller's number, normalised"
+        );
+        let jobs = out
+            .iter()
+            .filter(|o| matches!(o, Output::RunTool(_)))
+            .count();
+        assert_eq!(jobs, 1, "the same job id is handed to the runner once");
+        let gen = out
+            .iter()
+            .find_map(|o| match o {
+                Output::StartReply { gen, input } => {
+                    assert_eq!(
+                        input,
+                        &ReplyInput::Say("One moment while I connect you.".into())
+                    );
+                    Some(*gen)
+                }
+                _ => None,
+            })
+            .expect("the hand-off line is spoken");
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Hangup(_))),
+            "no hang-up before the line has played"
+        );
+        // The line plays out: audio, done, its marks echoed.
+        let t = t0 + Duration::from_millis(100);
+        s.handle_reply(gen, ReplyEvent::Text("One moment.".into()), t);
+        s.handle_reply(gen, ReplyEvent::Audio(vec![0; 1600]), t);
+        s.handle_reply(gen, ReplyEvent::Done, t);
+        let marks: Vec<String> = drain(&mut s)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send(CarrierCommand::Mark(m)) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert!(!marks.is_empty());
+        for m in marks {
+            s.handle_event(CallEvent::Mark(m), t + Duration::from_millis(300));
+        }
+        let out = drain(&mut s);
+        let hand_off = out.iter().position(
+            |o| matches!(o, Output::Record(Record::HandOff { target, .. }) if target == "team"),
+        );
+        let hangup = out
+            .iter()
+            .position(|o| *o == Output::Hangup(HangupReason::HandOff));
+        assert!(
+            hand_off.is_some() && hangup.is_some() && hand_off < hangup,
+            "{out:?}"
+        );
+        assert!(out.contains(&Output::Record(Record::Ended(HangupReason::HandOff))));
+        assert_eq!(s.state(), TurnState::Ended);
+    }
+}
