@@ -3,8 +3,9 @@
 //! real WebSocket, in real time.
 //!
 //! The emulator paces caller audio at 20 ms, plays the bot's audio out through
-//! a playout buffer, echoes each mark when the audio before it has played,
-//! and on `clear` drops its queue and echoes pending marks — as Twilio does.
+//! the shared carrier playout emulator (`frontdesk::carrier::playout`): each
+//! mark echoed when the audio before it has played, and on `clear` the queue
+//! dropped and pending marks echoed — as Twilio does.
 //! Three calls run at once against one server: plain turns, a barge-in, and
 //! a short burst plus line noise that must not interrupt.
 
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use frontdesk::audio::{g711, wav, FRAME_SAMPLES};
+use frontdesk::carrier::playout::{Playout, PlayoutEvent};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -150,11 +152,11 @@ async fn call(url: &str, steps: Vec<Step>) -> Outcome {
     let mut speech: VecDeque<i16> = VecDeque::new();
     let mut speaking: Option<&'static str> = None;
     let mut step_started = t0;
-    // Playout: when the queued audio runs out, and marks due to be echoed.
-    let mut playing_until = t0;
-    let mut reply_audio_started: Option<Instant> = None;
+    // The shared carrier playout emulator: plays the bot's audio in real
+    // time, echoes marks when played, drops its queue on clear. A reply ends
+    // 300 ms after its audio ran out.
+    let mut playout = Playout::new(Duration::ZERO, Duration::from_millis(300));
     let mut last_media_at: Option<Instant> = None;
-    let mut pending_marks: VecDeque<(Instant, String)> = VecDeque::new();
     let mut seq = 2u64;
     let mut frame_no = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -178,26 +180,20 @@ async fn call(url: &str, steps: Vec<Step>) -> Outcome {
                     Some("media") => {
                         let bytes = B64.decode(v["media"]["payload"].as_str().unwrap_or("")).unwrap();
                         let ms = bytes.len() as u64 / 8;
-                        let start = playing_until.max(now);
-                        reply_audio_started.get_or_insert(start);
-                        playing_until = start + Duration::from_millis(ms);
+                        playout.push_media(now, bytes.len());
                         last_media_at = Some(now);
-                        out.max_backlog_ms = out.max_backlog_ms.max((playing_until - now).as_millis() as u64);
+                        out.max_backlog_ms = out.max_backlog_ms.max(playout.backlog(now).as_millis() as u64);
                         out.recs.push((now - t0, Rec::Media(ms)));
                     }
                     Some("mark") => {
                         let name = v["mark"]["name"].as_str().unwrap_or("").to_string();
                         out.marks_sent += 1;
                         out.recs.push((now - t0, Rec::Mark(name.clone())));
-                        pending_marks.push_back((playing_until.max(now), name));
+                        playout.push_mark(now, name);
                     }
                     Some("clear") => {
                         out.recs.push((now - t0, Rec::Clear));
-                        playing_until = now;
-                        for (due, _) in pending_marks.iter_mut() {
-                            *due = now;
-                        }
-                        reply_audio_started = None;
+                        playout.clear(now);
                         last_media_at = None;
                     }
                     other => out.protocol_errors.push(format!("unknown event {other:?}")),
@@ -207,8 +203,8 @@ async fn call(url: &str, steps: Vec<Step>) -> Outcome {
                 let now = Instant::now();
                 assert!(now < deadline, "call did not finish in time; steps left: {steps:?}");
                 // Echo marks whose audio has played.
-                while pending_marks.front().is_some_and(|(due, _)| *due <= now) {
-                    let (_, name) = pending_marks.pop_front().unwrap();
+                while let Some(ev) = playout.poll_event(now) {
+                    let PlayoutEvent::MarkPlayed(name) = ev else { continue };
                     out.marks_echoed += 1;
                     ws.send(Message::text(format!(
                         r#"{{"event":"mark","sequenceNumber":"{seq}","streamSid":"{sid}","mark":{{"name":"{name}"}}}}"#
@@ -217,10 +213,7 @@ async fn call(url: &str, steps: Vec<Step>) -> Outcome {
                     .unwrap();
                     seq += 1;
                 }
-                let bot_idle = playing_until <= now && pending_marks.is_empty();
-                if bot_idle && last_media_at.is_some_and(|t| now - t > Duration::from_millis(300)) {
-                    reply_audio_started = None;
-                }
+                let bot_idle = !playout.is_active();
                 // Advance the script.
                 if speech.is_empty() {
                     if let Some(label) = speaking.take() {
@@ -231,11 +224,10 @@ async fn call(url: &str, steps: Vec<Step>) -> Outcome {
                         None => break,
                         Some(Step::Noise(ms)) => now - step_started >= Duration::from_millis(*ms),
                         Some(Step::Say(_)) => true,
-                        Some(Step::WhenBotHasPlayed(ms)) => reply_audio_started
-                            .is_some_and(|s| now - s >= Duration::from_millis(*ms)),
-                        Some(Step::UntilBotDone) => last_media_at.is_some()
-                            && bot_idle
-                            && last_media_at.is_some_and(|t| now - t >= Duration::from_millis(300)),
+                        Some(Step::WhenBotHasPlayed(ms)) => playout
+                            .playing_for(now)
+                            .is_some_and(|d| d >= Duration::from_millis(*ms)),
+                        Some(Step::UntilBotDone) => last_media_at.is_some() && bot_idle,
                     };
                     if done {
                         if let Some(Step::Say(name)) = steps.pop_front() {
