@@ -8,42 +8,59 @@
 //! ## Data flow
 //!
 //! ```text
-//! carrier ══WebSocket══▶ carrier::twilio (parse) ──CallEvent──▶ call::CallCore ◀── vad::VoiceDetector
-//!                                                                  │  ▲
-//!                                     Action::StartReply / Cancel  │  │ ReplyEvent (text, audio, tools)
-//!                                                                  ▼  │
-//!                                  providers: Stt ──▶ Llm ──▶ Tts (one pipeline task per reply)
-//! call::CallCore ──CarrierCommand (media, mark, clear)──▶ carrier::twilio (encode) ══▶ carrier
+//! carrier ══WebSocket══▶ carrier::twilio (parse) ──CallEvent──▶ call::Session::handle_event
+//!                                                                 │
+//!        call::Session = call::CallCore (turns, marks, barge-in; vad::VoiceDetector)
+//!                        ⇅ CoreEvent / Directive
+//!                        call::Conversation (what to say and do: scripted, later the brain)
+//!                                                                 │ Output
+//!   ┌──────────────────────┬──────────────────────┬───────────────┴──────┬────────────────────┐
+//!   ▼                      ▼                      ▼                      ▼                    ▼
+//! Send: carrier::twilio  StartReply/Cancel:     RunTool: call::tools   Record: call::record   Hangup:
+//! (encode) ══▶ carrier   call::reply (Llm → Tts, (never aborted,        (bounded queue →      close the
+//!                        cancellable task)      once per call+job id)  store: calls, turns)  stream
+//!                              │ ReplyEvent            │ ToolOutcome
+//!                              └──────────▶ back into the Session as inputs ◀─┘
 //! ```
 //!
 //! ## Module map
 //!
 //! | module | owns |
 //! | --- | --- |
-//! | [`config`] | typed TOML config + env secrets, validated before any port is bound |
+//! | [`app`] | the composition root: validates `Config` + `Env` once, builds store, calendar, CRM, providers; hands out handles |
+//! | [`config`] | typed TOML config ([`config::Config`]) and the environment ([`config::Env`]), validated before anything connects |
 //! | [`audio`] | G.711 μ-law/A-law, 20 ms PCM frames, streaming resampling (rubato), Opus (audiopus), WAV loading |
 //! | [`vad`] | webrtc-vad with hysteresis → `SpeechStarted`/`SpeechEnded`; the barge-in policy |
-//! | [`carrier`] | wire formats per carrier ⇄ carrier-neutral [`carrier::CallEvent`] / [`carrier::CarrierCommand`] |
-//! | [`call`] | the sans-IO call core (turns, playout marks, barge-in) and its tokio driver |
+//! | [`carrier`] | wire formats per carrier ⇄ carrier-neutral [`carrier::CallEvent`] / [`carrier::CarrierCommand`]; the shared carrier playout emulator |
+//! | [`call`] | the sans-IO call core and [`call::Session`] (core ⇄ [`call::Conversation`]), the reply pipeline, the tool runner, the call record writer, the per-call tokio driver |
 //! | [`providers`] | streaming `Stt`/`Llm`/`Tts` traits and implementations (scripted fakes first) |
 //! | [`brain`] | intent, lead tier A–D, slot filling (later issues) |
 //! | [`routing`] | inbound plan stages 1–3, TwiML (later issues) |
 //! | [`booking`] | `Calendar` trait: slots, holds with TTL, bookings; local + Cal.com |
-//! | [`crm`] | E.164 normalisation; `Crm` trait: lookup, upsert; local + HubSpot |
+//! | [`crm`] | `Crm` trait: lookup, upsert; local + HubSpot |
 //! | [`notify`] | Slack cards, overnight queue, signed call-back links (later issues) |
-//! | [`store`] | sqlx on SQLite (default) and PostgreSQL; migrations; durable outbox |
-//! | [`http`] | axum router: media WebSockets, health, metrics, API |
+//! | [`store`] | sqlx on SQLite (default) and PostgreSQL; migrations; durable outbox; calls, turns, tool-job ledger |
+//! | [`http`] | axum router: media WebSockets, health, metrics, API (no wiring: handles come from [`app`]) |
 //! | [`loadtest`] | carrier-style load generator (`frontdesk loadtest`) |
-//! | [`metrics`] | process-wide counters and histograms rendered as Prometheus text |
-//! | [`pii`] | `Pii<T>` / `Secret<T>` wrappers whose `Debug`/`Display` mask the value |
 //!
-//! ## The drive contract of the call core
+//! Leaves, imported by many and importing no other module of the crate
+//! (except `pii`): [`clock`] (`Clock`, `Sleeper`), [`retry`] (back-off,
+//! `Retry-After`), [`phone`] (E.164), [`config_error`] (the error every
+//! config section reports with, and the shared HTTP-client checks),
+//! [`metrics`], [`pii`] (`Pii<T>` / `Secret<T>` masked in logs). Nothing
+//! imports upward: `config` composes the sections `booking`, `crm` and
+//! `store` own; those report with `config_error` and never import `config`.
 //!
-//! [`call::CallCore`] is a plain struct: feed it inputs with its `handle_*`
-//! methods (each takes `now`), then drain [`call::CallCore::poll_action`] until it
-//! returns `None`, and sleep until [`call::CallCore::poll_timeout`] (calling
-//! `handle_timeout` when it passes). Drain outputs after *every* input. The
-//! driver in [`call::driver`] does exactly this for one WebSocket.
+//! ## The drive contract of the call session
+//!
+//! [`call::Session`] (like the [`call::CallCore`] inside it) is a plain
+//! struct: feed it inputs with its `handle_*` methods (each takes `now`;
+//! carrier messages all go through [`call::Session::handle_event`]), then
+//! drain [`call::Session::poll_output`] until it returns `None`, and sleep
+//! until [`call::Session::poll_timeout`] (calling `handle_timeout` when it
+//! passes). Drain outputs after *every* input. The driver in
+//! [`call::driver`] does exactly this for one WebSocket; the simulator in
+//! `call/sim.rs` does it in virtual time.
 
 pub mod app;
 pub mod audio;

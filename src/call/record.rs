@@ -6,7 +6,7 @@
 //! carrier's custom parameters), each turn as it happens, tool jobs and the
 //! hand-off decision in the call's activity log, and `ended_at` with a status
 //! at the end — whether the carrier said `stop`, the socket vanished, the
-//! server drained, or the call task itself failed ([`RecordGuard`] writes
+//! server drained, or the call task itself failed ([`Recorder`]'s drop writes
 //! that end if nothing else did). A write that does not fit the queue is
 //! dropped and counted (`frontdesk_record_writes_dropped_total`); one the
 //! database refuses is counted and logged.

@@ -1,4 +1,4 @@
-//! Contacts keyed by phone number: E.164 normalisation ([`phone`]) and the
+//! Contacts keyed by phone number: E.164 numbers ([`crate::phone`]) and the
 //! [`Crm`] trait, with a local CRM in the store ([`LocalCrm`]) and HubSpot
 //! ([`HubspotCrm`]).
 //!

@@ -6,7 +6,7 @@
 //! configured means every route answers 401: the API is never open), and the
 //! mapping of domain errors to status codes. It holds no business rules of its
 //! own: contacts and leads go through [`crate::store`], slots and holds through
-//! the [`Calendar`] — the same code the brain's actions call.
+//! the [`Calendar`](crate::booking::Calendar) — the same code the brain's actions call.
 
 use std::collections::HashMap;
 use std::time::Duration;
