@@ -198,3 +198,81 @@ async fn a_call_whose_socket_dies_mid_call_is_on_record_with_its_turns() {
         .iter()
         .all(|t| t["at"].as_str().is_some_and(|s| !s.is_empty())));
 }
+
+#[path = "support/mod.rs"]
+mod support;
+
+/// A call still live when the server drains is ended `drained` on record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_by_the_drain_is_ended_on_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("d.db").display());
+    let mut cfg = support::quiet_config();
+    cfg.storage.url = Some(url.clone());
+    cfg.server.drain_grace_s = 0;
+    let (addr, stop, task) = support::start(cfg.clone()).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/media/twilio"))
+        .await
+        .unwrap();
+    ws.send(Message::text(format!(
+        r#"{{"event":"start","streamSid":"{SID}","start":{{"accountSid":"AC1","streamSid":"{SID}","callSid":"CAdrain","customParameters":{{}}}}}}"#
+    )))
+    .await
+    .unwrap();
+    let store = frontdesk::store::Store::connect(&url, &cfg.storage)
+        .await
+        .unwrap();
+    // On record as soon as it started.
+    let mut live = false;
+    for _ in 0..100 {
+        if store.list_calls(None, 10).await.unwrap().len() == 1 {
+            live = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(live, "the started call is on record");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("server stopped")
+        .unwrap();
+    let calls = store.list_calls(None, 10).await.unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].status, "drained");
+    assert!(calls[0].ended_at.is_some());
+}
+
+/// A call task that panics still closes its record, as `error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_task_that_fails_is_ended_on_record_as_an_error() {
+    use frontdesk::call::record::Recorder;
+    use frontdesk::call::{conversation::CallInfo, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("e.db").display());
+    let store = frontdesk::store::Store::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let metrics = std::sync::Arc::new(frontdesk::metrics::Metrics::default());
+    let mut rec = Recorder::start(
+        store.clone(),
+        std::sync::Arc::new(frontdesk::clock::SystemClock),
+        metrics,
+        &tracker,
+    );
+    let failed = tokio::spawn(async move {
+        rec.record(Record::Started(CallInfo {
+            call_sid: "CAboom".into(),
+            ..CallInfo::default()
+        }));
+        panic!("a bug in the call task");
+    })
+    .await;
+    assert!(failed.is_err());
+    tracker.close();
+    tracker.wait().await;
+    let calls = store.list_calls(None, 10).await.unwrap();
+    assert_eq!(calls[0].status, "error");
+    assert!(calls[0].ended_at.is_some());
+}

@@ -118,6 +118,8 @@ pub enum HangupReason {
     HandOff,
     /// The server is shutting down.
     Drained,
+    /// The call's task failed (a bug): recorded, never decided by the core.
+    Failed,
 }
 
 /// What happened, for the conversation (drain with [`CallCore::poll_event`]).

@@ -36,6 +36,7 @@ pub fn end_status(reason: HangupReason) -> (&'static str, &'static str) {
         HangupReason::MediaTimeout => ("failed", "media_timeout"),
         HangupReason::Disconnected => ("dropped", "socket_closed"),
         HangupReason::Drained => ("drained", "server_shutdown"),
+        HangupReason::Failed => ("error", "call_task_failed"),
     }
 }
 
@@ -78,13 +79,17 @@ impl Recorder {
 }
 
 impl Drop for Recorder {
-    /// A call task that ends without recording an end (it failed, or was
-    /// aborted) still closes its record.
+    /// A call task that ends without recording an end still closes its
+    /// record: `error` when it is unwinding from a panic, else `dropped`
+    /// (the task was aborted).
     fn drop(&mut self) {
         if !self.ended {
-            let _ = self
-                .tx
-                .try_send((self.clock.now(), Record::Ended(HangupReason::Disconnected)));
+            let reason = if std::thread::panicking() {
+                HangupReason::Failed
+            } else {
+                HangupReason::Disconnected
+            };
+            let _ = self.tx.try_send((self.clock.now(), Record::Ended(reason)));
         }
     }
 }
