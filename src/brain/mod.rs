@@ -3,3 +3,5 @@
 //! [`crate::call::Conversation`], and asks for side effects with
 //! [`crate::call::Directive::RunTool`], which the session hands to the tool
 //! runner (never aborted by barge-in, never run from a discarded generation).
+
+pub mod extract;
