@@ -87,7 +87,24 @@ async fn calls_over_the_cap_are_refused() {
     c.server.max_calls = 1;
     let (addr, _stop, _task) = start(c).await;
     let url = format!("ws://{addr}/media/twilio");
-    let (_first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // Only a started stream holds a permit (a silent upgrade does not).
+    let (mut first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    first.send(Message::text(START)).await.unwrap();
+    let mut active = false;
+    for _ in 0..100 {
+        let m = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if m.contains("frontdesk_active_calls 1") {
+            active = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(active, "the first call started");
     let second = tokio_tungstenite::connect_async(&url).await;
     let Err(tokio_tungstenite::tungstenite::Error::Http(resp)) = second else {
         panic!("second call was not refused")
