@@ -97,7 +97,9 @@ pub enum PhoneError {
     ImpossibleLength,
     /// Written without a country code, but not a number of the business's
     /// default region (e.g. a US-shaped `(415) 555-2671` in a GB business).
-    #[error("not a valid phone number for region {0}; write it with its country code (starting with +)")]
+    #[error(
+        "not a valid phone number for region {0}; write it with its country code (starting with +)"
+    )]
     NotInRegion(String),
     /// An extension (`ext. 123`, `x123`, `#12`): E.164 cannot carry one.
     #[error("phone extensions are not supported; give the number without the extension")]
@@ -230,10 +232,7 @@ fn is_extension(head: &str, tail: &str) -> bool {
         return false;
     };
     let rest = rest.trim_start();
-    let rest = rest
-        .strip_prefix([':', '.', '='])
-        .unwrap_or(rest)
-        .trim();
+    let rest = rest.strip_prefix([':', '.', '=']).unwrap_or(rest).trim();
     !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit())
 }
 
