@@ -547,8 +547,7 @@ mod tests {
         let started = std::time::Instant::now();
         let e = Store::connect(&url, &StorageConfig::default())
             .await
-            .err()
-            .expect("nothing listens there");
+            .expect_err("nothing listens there");
         let took = started.elapsed();
         let msg = e.to_string();
         assert!(took < Duration::from_secs(5), "took {took:?}: {msg}");
@@ -564,8 +563,7 @@ mod tests {
         // Migrate says the same.
         let e = migrate(&url, &StorageConfig::default())
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
     }
 
@@ -576,8 +574,7 @@ mod tests {
         let started = std::time::Instant::now();
         let e = Store::connect(&url, &StorageConfig::default())
             .await
-            .err()
-            .expect("the directory does not exist");
+            .expect_err("the directory does not exist");
         let msg = e.to_string();
         assert!(started.elapsed() < Duration::from_secs(5), "{msg}");
         assert!(msg.contains("no/such/dir/fd.db"), "{msg}");

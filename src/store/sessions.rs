@@ -104,6 +104,7 @@ impl Store {
     }
 
     /// Write turn `seq` of a call (rewriting it if it exists: an amended caller turn).
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_turn(
         &self,
         call_id: &str,
