@@ -250,8 +250,26 @@ pub struct MigrateReport {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Mask the password of a database URL for printing (`postgres://u:***@h/db`).
+/// Mask the password of a database URL for printing (`postgres://u:***@h/db`),
+/// in the user info and in a `password=` query parameter.
 pub fn redact_url(url: &str) -> String {
+    let masked = redact_userinfo(url);
+    match masked.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => masked,
+    }
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
@@ -337,11 +355,14 @@ impl Store {
             Some(Backend::Postgres) => {
                 let opts = PgConnectOptions::from_str(url.trim())
                     .map_err(|e| connect_error(format!("PostgreSQL {}", redact_url(url)), &e))?;
+                // Named from the parsed options, so no password (in the
+                // user info or a `password=` parameter) can be in it.
                 let target = format!(
-                    "PostgreSQL at {}:{} ({})",
+                    "PostgreSQL at {}:{} (database {}, user {})",
                     opts.get_host(),
                     opts.get_port(),
-                    redact_url(url.trim())
+                    opts.get_database().unwrap_or("(default)"),
+                    opts.get_username()
                 );
                 probe::<sqlx::PgConnection>(&opts, &target).await?;
                 let pool = PgPoolOptions::new()
@@ -532,6 +553,10 @@ mod tests {
         );
         assert_eq!(redact_url("sqlite://frontdesk.db"), "sqlite://frontdesk.db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=hunter2"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
     }
 
     /// PostgreSQL on a closed port: the error comes at once (not after the
@@ -560,6 +585,11 @@ mod tests {
             parts.windows(2).all(|w| w[0] != w[1]),
             "repeats itself: {msg}"
         );
+        let url_q = format!("postgres://fd@127.0.0.1:{port}/frontdesk?password=hunter2");
+        let e = Store::connect(&url_q, &StorageConfig::default())
+            .await
+            .expect_err("refused");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
         // Migrate says the same.
         let e = migrate(&url, &StorageConfig::default())
             .await
