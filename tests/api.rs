@@ -833,3 +833,54 @@ async fn json_routes_need_a_json_content_type(db: TestDb) {
     }
 }
 on_both_databases!(content_type, super::json_routes_need_a_json_content_type);
+
+/// 20 first ingests of one new `call_sid` at once, each naming someone else:
+/// one lead, one contact, and every answer is that one lead.
+async fn concurrent_first_ingests_store_one_lead(db: TestDb) {
+    let app = common::spawn_app(common::config(), &db.url, clock("2025-10-13T08:00:00Z")).await;
+    let url = format!("{}/api/ingest/lead", app.base);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let http = app.http.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let resp = http
+                .post(url)
+                .bearer_auth(common::TOKEN)
+                .json(&json!({"name": format!("Caller {i}"), "phone": format!("07700 900{:03}", 200 + i),
+                              "call_sid": "CA_RACE"}))
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.expect("json");
+            (status, body)
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("task"));
+    }
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    assert!(
+        answers.iter().all(|(s, _)| *s == 200 || *s == 201),
+        "{answers:?}"
+    );
+    let winner = created[0];
+    for (_, b) in &answers {
+        assert_eq!(b["lead"]["id"], winner["lead"]["id"], "{b}");
+        assert_eq!(b["contact"], winner["contact"], "{b}");
+    }
+    assert_eq!(app.services.store.count_contacts().await.expect("count"), 1);
+    let (_, leads) = app.get("/api/leads").await;
+    assert_eq!(leads["leads"].as_array().map(Vec::len), Some(1));
+}
+on_both_databases!(
+    concurrent_first_ingests,
+    super::concurrent_first_ingests_store_one_lead
+);
