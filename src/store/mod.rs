@@ -148,7 +148,9 @@ pub fn check_url(url: &str) -> Result<(), String> {
                     "`{url}` has no file path (write sqlite://frontdesk.db, or sqlite::memory: for a throw-away database)"
                 ))
             } else {
-                Ok(())
+                SqliteConnectOptions::from_str(url)
+                    .map(|_| ())
+                    .map_err(|e| format!("`{url}`: {}", cause(&e)))
             }
         }
         Some(Backend::Postgres) => {
@@ -465,7 +467,12 @@ fn connect_error(target: String, e: &sqlx::Error) -> StoreError {
 /// configuration: error with configuration: …").
 fn cause(e: &sqlx::Error) -> String {
     let text = match e {
-        sqlx::Error::Configuration(inner) | sqlx::Error::Tls(inner) => inner.to_string(),
+        sqlx::Error::Configuration(inner) | sqlx::Error::Tls(inner) => {
+            match inner.downcast_ref::<sqlx::Error>() {
+                Some(nested) => cause(nested),
+                None => inner.to_string(),
+            }
+        }
         sqlx::Error::Database(db) => db.message().to_string(),
         sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             "connection refused (is the server running and listening on that port?)".to_string()
@@ -522,15 +529,18 @@ mod tests {
         }
         for (bad, why) in [
             ("postgres://u:pw@h:notaport/db", "invalid port"),
+            ("sqlite://x.db?mode=bogus", "unknown value"),
             ("sqlite://", "no file path"),
             ("sqlite:", "no file path"),
             ("sqlite://?mode=rwc", "no file path"),
             ("postgres://", "no host"),
             ("postgres://u:pw@/db", "no host"),
             ("mysql://x", "must start with"),
+            ("postgres://u:pw@h/db?sslmode=bogus", "unknown value"),
         ] {
             let e = check_url(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains("error with configuration"), "{bad}: {e}");
             assert!(!e.contains("pw@"), "password shown: {e}");
         }
     }
