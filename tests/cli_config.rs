@@ -132,6 +132,9 @@ fn run_isolated(
     (code, err, started.elapsed())
 }
 
+/// (what is wrong, config file, extra environment, the key or variable named).
+type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
+
 const CALCOM_OWNER: &str = "[calendar]\nprovider = \"calcom\"\n\
     [[calendar.owners]]\nid = \"alex\"\ncalcom_event_type_id = 7\n\
     [calendar.owners.hours]\nmon = [\"09:00-17:00\"]\n";
@@ -148,7 +151,7 @@ fn check_config_and_serve_refuse_the_same_configs_naming_the_same_key() {
         "postgres://fd:hunter2@127.0.0.1:{}/frontdesk",
         closed_port()
     );
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "unknown region",
             "[business]\ndefault_region = \"XX\"\n".into(),
