@@ -6,7 +6,9 @@
 //! fits its country's numbering plan is accepted even when the metadata does
 //! not list its range (new ranges, the drama range `+447700900xxx`). Anything
 //! with letters, or a length no number of that country can have, is an error
-//! rather than a guess.
+//! rather than a guess. A number written without a country code must also
+//! look like one of the default region (see [`normalise`]): a US-shaped
+//! `(415) 555-2671` in a GB business is refused, not filed as a UK number.
 
 use std::fmt;
 use std::str::FromStr;
@@ -93,6 +95,15 @@ pub enum PhoneError {
     /// Digit count between the country's lengths but matching none of them.
     #[error("no phone number of its country has this many digits")]
     ImpossibleLength,
+    /// Written without a country code, but not a number of the business's
+    /// default region (e.g. a US-shaped `(415) 555-2671` in a GB business).
+    #[error(
+        "not a valid phone number for region {0}; write it with its country code (starting with +)"
+    )]
+    NotInRegion(String),
+    /// An extension (`ext. 123`, `x123`, `#12`): E.164 cannot carry one.
+    #[error("phone extensions are not supported; give the number without the extension")]
+    Extension,
     /// The default region is not an ISO 3166 code the metadata knows.
     #[error("unknown default region `{0}`")]
     UnknownRegion(String),
@@ -104,9 +115,63 @@ pub fn region(code: &str) -> Result<country::Id, PhoneError> {
         .map_err(|_| PhoneError::UnknownRegion(code.to_string()))
 }
 
-/// Normalise `input` to E.164; numbers without a country code are read as
-/// numbers of `default_region`.
+/// Normalise `input` to E.164.
+///
+/// A number written with `+` (also `(+44)`), an international prefix (`00`,
+/// `011`) or, digits only, its region's own calling code (`44…` in GB) is read
+/// as international and accepted when its length is possible. A number
+/// written without any of those is read as a number of `default_region` and
+/// must look like one: valid by the metadata, or written with the region's
+/// trunk prefix (`07700 900123` in GB), or in a region that has none. So
+/// `(415) 555-2671` in a GB business is [`PhoneError::NotInRegion`], asking for
+/// the country code, rather than silently becoming `+44 4155 552671`.
+///
+/// Spacing is free (any white space, tabs, `-`, `.`, `/`, brackets); a `(0)`
+/// trunk prefix after the country code is dropped (`+44 (0) 20 …`). An
+/// extension is refused ([`PhoneError::Extension`]): E.164 cannot carry one,
+/// and dropping it silently would merge people behind one switchboard.
 pub fn normalise(input: &str, default_region: country::Id) -> Result<E164, PhoneError> {
+    let cleaned = clean(input)?;
+    let digits = cleaned.trim_start_matches('+');
+    if digits.len() < 4 {
+        return Err(PhoneError::TooShort);
+    }
+    if digits.len() > 17 {
+        return Err(PhoneError::TooLong);
+    }
+    if cleaned.starts_with('+') {
+        return parse_possible(&cleaned, default_region).map(|p| p.e164);
+    }
+    let meta = DATABASE.by_id(default_region.as_ref());
+    let trunk = meta
+        .and_then(|m| m.national_prefix())
+        .filter(|t| !t.is_empty());
+    let trunk_prefixed = trunk.is_some_and(|t| digits.starts_with(t));
+    let dialled_abroad = digits.starts_with("00") || digits.starts_with("011");
+    let not_in_region = || PhoneError::NotInRegion(default_region.as_ref().to_string());
+    // libphonenumber's rule for `442079460123` with region GB: digits that
+    // start with the region's own calling code and are not a national number
+    // of it are read as international.
+    let own_code_reading = || {
+        let code = meta.map(|m| m.country_code().to_string())?;
+        (digits.starts_with(&code) && !digits.starts_with('0'))
+            .then(|| parse_possible(&format!("+{digits}"), default_region).ok())
+            .flatten()
+    };
+    match parse_possible(&cleaned, default_region) {
+        Ok(p) if !p.national_reading => Ok(p.e164),
+        Ok(p) if p.valid || trunk_prefixed || trunk.is_none() => Ok(p.e164),
+        Ok(_) => own_code_reading().map(|p| p.e164).ok_or_else(not_in_region),
+        Err(e) => match own_code_reading() {
+            Some(p) => Ok(p.e164),
+            None if dialled_abroad || trunk_prefixed || trunk.is_none() => Err(e),
+            None => Err(not_in_region()),
+        },
+    }
+}
+
+/// Check the characters and reduce `input` to an optional `+` and digits.
+fn clean(input: &str) -> Result<String, PhoneError> {
     let s = input.trim();
     if s.is_empty() {
         return Err(PhoneError::Empty);
@@ -114,44 +179,74 @@ pub fn normalise(input: &str, default_region: country::Id) -> Result<E164, Phone
     if s.len() > 40 {
         return Err(PhoneError::TooLong);
     }
-    if !s
-        .chars()
-        .all(|c| c.is_ascii_digit() || " +-()./\t".contains(c))
-    {
-        return Err(PhoneError::InvalidCharacters);
+    let allowed = |c: char| c.is_ascii_digit() || c.is_whitespace() || "+-()./".contains(c);
+    if let Some(pos) = s.find(|c: char| !allowed(c)) {
+        let (head, tail) = s.split_at(pos);
+        return Err(if is_extension(head, tail) {
+            PhoneError::Extension
+        } else {
+            PhoneError::InvalidCharacters
+        });
     }
-    if s.chars().skip(1).any(|c| c == '+') {
-        return Err(PhoneError::MisplacedPlus);
-    }
-    let digits: String = s.chars().filter(|c| c.is_ascii_digit()).collect();
-    if digits.len() < 4 {
-        return Err(PhoneError::TooShort);
-    }
-    if digits.len() > 17 {
-        return Err(PhoneError::TooLong);
-    }
-    let first = parse_possible(s, default_region);
-    match first {
-        Ok(e) => Ok(e),
-        Err(e) if !s.starts_with('+') => {
-            // libphonenumber's rule for `442079460123` with region GB: digits
-            // that start with the region's own calling code and are not a
-            // possible national number are read as international.
-            let own_code = DATABASE
-                .by_id(default_region.as_ref())
-                .map(|m| m.country_code().to_string());
-            match own_code {
-                Some(code) if digits.starts_with(&code) && !digits.starts_with('0') => {
-                    parse_possible(&format!("+{digits}"), default_region).map_err(|_| e)
-                }
-                _ => Err(e),
-            }
+    // One `+`, before every digit (only `(` and white space may precede it).
+    let mut plus = false;
+    let mut started = false;
+    for c in s.chars() {
+        match c {
+            '+' if plus || started => return Err(PhoneError::MisplacedPlus),
+            '+' => plus = true,
+            '(' => {}
+            c if c.is_whitespace() => {}
+            _ => started = true,
         }
-        Err(e) => Err(e),
     }
+    let chars: Vec<char> = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut digits = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let international = plus || digits.starts_with("00") || digits.starts_with("011");
+        // `+44 (0) 20 …`: the trunk prefix in brackets is not dialled from abroad.
+        if international && !digits.is_empty() && chars[i..].starts_with(&['(', '0', ')']) {
+            i += 3;
+            continue;
+        }
+        if chars[i].is_ascii_digit() {
+            digits.push(chars[i]);
+        }
+        i += 1;
+    }
+    Ok(if plus { format!("+{digits}") } else { digits })
 }
 
-fn parse_possible(s: &str, default_region: country::Id) -> Result<E164, PhoneError> {
+/// `head` is a number and `tail` an extension marker with digits
+/// (`ext. 123`, `x123`, `#12`, `;ext=5`).
+fn is_extension(head: &str, tail: &str) -> bool {
+    if head.chars().filter(char::is_ascii_digit).count() < 4 {
+        return false;
+    }
+    let tail = tail.trim().to_ascii_lowercase();
+    let Some(rest) = [";ext=", "extension", "ext.", "ext", "x", "#"]
+        .iter()
+        .find_map(|m| tail.strip_prefix(m))
+    else {
+        return false;
+    };
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix([':', '.', '=']).unwrap_or(rest).trim();
+    !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit())
+}
+
+/// A parsed number whose length is possible for its country.
+struct Parsed {
+    e164: E164,
+    /// Read as a national number of the default region (no `+`, no
+    /// international prefix, no calling code).
+    national_reading: bool,
+    /// Valid by the metadata (the range is assigned).
+    valid: bool,
+}
+
+fn parse_possible(s: &str, default_region: country::Id) -> Result<Parsed, PhoneError> {
     // With a leading `+` the region must not be passed: phonenumber 0.3 then
     // fails to parse some numbers (`+441000000000` with region US).
     let region = (!s.starts_with('+')).then_some(default_region);
@@ -210,7 +305,11 @@ fn parse_possible(s: &str, default_region: country::Id) -> Result<E164, PhoneErr
     if e164.len() > 16 {
         return Err(PhoneError::TooLong);
     }
-    Ok(E164(e164))
+    Ok(Parsed {
+        e164: E164(e164),
+        national_reading: region.is_some() && n.code().source() == country::Source::Default,
+        valid: n.is_valid(),
+    })
 }
 
 #[cfg(test)]
@@ -260,6 +359,76 @@ mod tests {
             gb("+44 20 79"),
             Err(PhoneError::TooShort | PhoneError::ImpossibleLength)
         ));
+    }
+
+    /// How callers and forms write numbers, for a GB and a US business.
+    #[test]
+    fn table_of_spellings() {
+        use country::Id::{GB, US};
+        let ok = |input: &str, region, want: &str| {
+            assert_eq!(
+                normalise(input, region).map(|e| e.as_str().to_string()),
+                Ok(want.to_string()),
+                "{input:?} in {region:?}"
+            );
+        };
+        // UK numbers, every common spelling, in a GB business.
+        ok("07700 900123", GB, "+447700900123");
+        ok("07700900123", GB, "+447700900123");
+        ok("+44 7700 900123", GB, "+447700900123");
+        ok("+44 (0) 7700 900123", GB, "+447700900123");
+        ok("+44(0)7700 900123", GB, "+447700900123");
+        ok("(+44) 7700 900123", GB, "+447700900123");
+        ok("(+44) (0) 7700 900123", GB, "+447700900123");
+        ok("0044 7700 900123", GB, "+447700900123");
+        ok("0044 (0) 7700 900123", GB, "+447700900123");
+        ok("07700\t900123", GB, "+447700900123");
+        ok("+44\t7700\t900123", GB, "+447700900123");
+        ok("07700\u{a0}900123", GB, "+447700900123");
+        ok("447700900123", GB, "+447700900123");
+        ok("+44 20 7946 0000", GB, "+442079460000");
+        ok("020 7946 0000", GB, "+442079460000");
+        ok("020-7946-0000", GB, "+442079460000");
+        ok("020.7946.0000", GB, "+442079460000");
+        // A US number in a GB business needs its country code…
+        ok("+1 415 555 2671", GB, "+14155552671");
+        ok("001 415 555 2671", GB, "+14155552671");
+        // …and in a US business it does not.
+        ok("(415) 555-2671", US, "+14155552671");
+        ok("415-555-2671", US, "+14155552671");
+        ok("1 415 555 2671", US, "+14155552671");
+        ok("+1 (415) 555-2671", US, "+14155552671");
+        ok("011 44 7700 900123", US, "+447700900123");
+        ok("+44 7700 900123", US, "+447700900123");
+
+        let bad = |input: &str, region, want: PhoneError| {
+            assert_eq!(
+                normalise(input, region).map(|e| e.as_str().to_string()),
+                Err(want),
+                "{input:?} in {region:?}"
+            );
+        };
+        // A US-shaped national number in a GB business is not silently a UK number.
+        bad("(415) 555-2671", GB, PhoneError::NotInRegion("GB".into()));
+        bad("415 555 2671", GB, PhoneError::NotInRegion("GB".into()));
+        // A UK national number in a US business is not a US number either.
+        bad("07700 900123", US, PhoneError::NotInRegion("US".into()));
+        // Extensions are refused by name rather than dropped or mangled.
+        bad("+44 20 7946 0000 ext. 123", GB, PhoneError::Extension);
+        bad("020 7946 0000 x123", GB, PhoneError::Extension);
+        bad("(415) 555-2671 #12", US, PhoneError::Extension);
+        bad("+44 20 7946 0000;ext=5", GB, PhoneError::Extension);
+        bad("07700 9OO123", GB, PhoneError::InvalidCharacters);
+        bad("++44 7700 900123", GB, PhoneError::MisplacedPlus);
+        bad("(44+) 7700 900123", GB, PhoneError::MisplacedPlus);
+        bad(" \t ", GB, PhoneError::Empty);
+        bad("999", GB, PhoneError::TooShort);
+        bad("+44 7700 900123 4567", GB, PhoneError::TooLong);
+        bad("+999 1234 5678", GB, PhoneError::UnknownCountryCode);
+        // Every message tells the person what to do, and never echoes the number.
+        let e = normalise("(415) 555-2671", GB).unwrap_err().to_string();
+        assert!(e.contains("GB") && e.contains("country code"), "{e}");
+        assert!(!e.contains("555"), "{e}");
     }
 
     #[test]

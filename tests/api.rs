@@ -529,3 +529,358 @@ on_both_databases!(
     slots_all_owners,
     super::slots_of_all_owners_default_to_next_business_day
 );
+
+/// The contact's (name, email) as stored, by phone.
+async fn stored_contact(app: &common::App, e164: &str) -> Option<(Value, Value)> {
+    let (s, body) = app
+        .get(&format!("/api/contacts?phone={}", e164.replace('+', "%2B")))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let c = body["contacts"].get(0)?;
+    Some((c["name"].clone(), c["email"].clone()))
+}
+
+/// Confirming a hold that is missing, expired, released or already booked
+/// answers 404/409 and leaves every contact as it was: the check comes
+/// before the write.
+async fn failed_confirms_write_no_contact(db: TestDb) {
+    let clock = clock("2025-10-13T08:00:00Z");
+    let app = common::spawn_app(common::config(), &db.url, clock.clone()).await;
+    let (s, lead) = app
+        .post(
+            "/api/ingest/lead",
+            json!({"name": "Alex Rivera", "email": "alex@example.com", "phone": "07700 900123"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{lead}");
+    let original = Some((json!("Alex Rivera"), json!("alex@example.com")));
+    let count = |app: &common::App| {
+        let store = app.services.store.clone();
+        async move { store.count_contacts().await.expect("count") }
+    };
+    let intruder =
+        json!({"name": "Mallory", "email": "mallory@example.net", "phone": "+44 7700 900123"});
+    let stranger = json!({"name": "Stranger", "email": "s@example.net", "phone": "07700 900999"});
+
+    // Missing hold.
+    for who in [&intruder, &stranger] {
+        let (s, body) = app
+            .post("/api/holds/no-such-hold/confirm", who.clone())
+            .await;
+        assert_eq!(
+            (s, body["error"].as_str()),
+            (404, Some("not_found")),
+            "{body}"
+        );
+    }
+    assert_eq!(count(&app).await, 1);
+    assert_eq!(stored_contact(&app, "+447700900123").await, original);
+
+    // Expired hold.
+    let (s, hold) = app
+        .post(
+            "/api/holds",
+            json!({"owner": "sam", "start": "2025-10-14T09:00:00Z", "ttl_s": 30}),
+        )
+        .await;
+    assert_eq!(s, 201, "{hold}");
+    clock.advance(chrono::Duration::seconds(31));
+    let id = hold["id"].as_str().expect("id");
+    for who in [&intruder, &stranger] {
+        let (s, body) = app
+            .post(&format!("/api/holds/{id}/confirm"), who.clone())
+            .await;
+        assert_eq!(
+            (s, body["error"].as_str()),
+            (409, Some("hold_expired")),
+            "{body}"
+        );
+    }
+    assert_eq!(count(&app).await, 1);
+    assert_eq!(stored_contact(&app, "+447700900123").await, original);
+
+    // Released hold.
+    let (s, hold) = app
+        .post(
+            "/api/holds",
+            json!({"owner": "sam", "start": "2025-10-14T09:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{hold}");
+    let id = hold["id"].as_str().expect("id").to_string();
+    assert_eq!(app.delete(&format!("/api/holds/{id}")).await.0, 204);
+    let (s, body) = app
+        .post(&format!("/api/holds/{id}/confirm"), intruder.clone())
+        .await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (409, Some("hold_released")),
+        "{body}"
+    );
+    assert_eq!(count(&app).await, 1);
+    assert_eq!(stored_contact(&app, "+447700900123").await, original);
+
+    // A live hold: the booking and the contact update happen together.
+    let (_, hold) = app
+        .post(
+            "/api/holds",
+            json!({"owner": "sam", "start": "2025-10-14T09:00:00Z"}),
+        )
+        .await;
+    let id = hold["id"].as_str().expect("id").to_string();
+    let (s, booking) = app
+        .post(
+            &format!("/api/holds/{id}/confirm"),
+            json!({"name": "Alex R. Rivera", "phone": "07700 900123"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{booking}");
+    let after = Some((json!("Alex R. Rivera"), json!("alex@example.com")));
+    assert_eq!(stored_contact(&app, "+447700900123").await, after);
+    let stored = app
+        .services
+        .store
+        .booking(booking["id"].as_str().expect("booking id"))
+        .await
+        .expect("get")
+        .expect("booking");
+    assert_eq!(stored.contact_id.as_deref(), lead["contact"]["id"].as_str());
+    // Already booked: nothing more changes.
+    let (s, body) = app
+        .post(&format!("/api/holds/{id}/confirm"), stranger.clone())
+        .await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (409, Some("already_confirmed")),
+        "{body}"
+    );
+    assert_eq!(count(&app).await, 1);
+    assert_eq!(stored_contact(&app, "+447700900123").await, after);
+}
+on_both_databases!(
+    confirm_checks_before_writing,
+    super::failed_confirms_write_no_contact
+);
+
+/// 50 concurrent confirms of one hold, each for a different person: one
+/// booking, one contact.
+async fn fifty_concurrent_confirms_one_contact(db: TestDb) {
+    let app = common::spawn_app(common::config(), &db.url, clock("2025-10-13T08:00:00Z")).await;
+    let (s, hold) = app
+        .post(
+            "/api/holds",
+            json!({"owner": "alex", "start": "2025-10-14T09:00:00Z", "ttl_s": 600}),
+        )
+        .await;
+    assert_eq!(s, 201, "{hold}");
+    let url = format!(
+        "{}/api/holds/{}/confirm",
+        app.base,
+        hold["id"].as_str().expect("id")
+    );
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let http = app.http.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(common::TOKEN)
+                .json(&json!({"name": format!("Caller {i}"), "phone": format!("07700 900{:03}", 100 + i)}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap_or(0));
+    }
+    let won = codes.iter().filter(|&&c| c == 200 || c == 201).count();
+    let lost = codes.iter().filter(|&&c| c == 409).count();
+    assert_eq!((won, lost), (1, 49), "{codes:?}");
+    assert_eq!(app.services.store.count_contacts().await.expect("count"), 1);
+}
+on_both_databases!(fifty_confirms, super::fifty_concurrent_confirms_one_contact);
+
+/// Replaying a lead with a known `call_sid` answers the stored lead and
+/// changes nothing: not the contact's name, email or zone, and no new contact
+/// for a different number.
+async fn lead_replay_changes_nothing(db: TestDb) {
+    let clock = clock("2025-10-13T08:00:00Z");
+    let app = common::spawn_app(common::config(), &db.url, clock.clone()).await;
+    let (s, first) = app
+        .post(
+            "/api/ingest/lead",
+            json!({"name": "Alex Rivera", "email": "alex@example.com", "phone": "020 7946 0123",
+                   "call_sid": "CA0009", "timezone": "Europe/London", "tier": "B"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{first}");
+    clock.advance(chrono::Duration::minutes(5));
+    for replay in [
+        json!({"name": "Someone Else", "email": "else@example.net", "phone": "+44 20 7946 0123",
+               "call_sid": "CA0009", "timezone": "America/New_York", "tier": "A"}),
+        json!({"name": "Third Person", "phone": "07700 900777", "call_sid": "CA0009"}),
+    ] {
+        let (s, again) = app.post("/api/ingest/lead", replay.clone()).await;
+        assert_eq!(s, 200, "{replay}: {again}");
+        assert_eq!(again["created"], false);
+        assert_eq!(again["lead"], first["lead"], "{replay}");
+        assert_eq!(again["contact"], first["contact"], "{replay}");
+    }
+    assert_eq!(app.services.store.count_contacts().await.expect("count"), 1);
+    let (_, found) = app.get("/api/contacts?phone=02079460123").await;
+    assert_eq!(found["contacts"][0], first["contact"]);
+    let (_, leads) = app.get("/api/leads").await;
+    assert_eq!(leads["leads"].as_array().map(Vec::len), Some(1));
+    let outbox = app
+        .services
+        .store
+        .outbox_items("lead.created")
+        .await
+        .expect("outbox");
+    assert_eq!(outbox.len(), 1);
+}
+on_both_databases!(lead_replay, super::lead_replay_changes_nothing);
+
+/// JSON routes need `Content-Type: application/json` (parameters allowed):
+/// anything else is a 415 with the usual error body, and nothing is stored.
+async fn json_routes_need_a_json_content_type(db: TestDb) {
+    let app = common::spawn_app(common::config(), &db.url, clock("2025-10-13T08:00:00Z")).await;
+    let lead = r#"{"phone": "020 7946 0123", "name": "Alex Rivera"}"#;
+    let send = |path: &str, ctype: Option<&str>, body: &'static str, token: Option<&str>| {
+        let mut r = app.http.post(format!("{}{path}", app.base)).body(body);
+        if let Some(c) = ctype {
+            r = r.header("content-type", c);
+        }
+        if let Some(t) = token {
+            r = r.header("authorization", t);
+        }
+        async move {
+            let resp = r.send().await.expect("request");
+            let s = resp.status().as_u16();
+            let v: Value =
+                serde_json::from_str(&resp.text().await.expect("body")).unwrap_or(Value::Null);
+            (s, v)
+        }
+    };
+    let bearer = format!("Bearer {}", common::TOKEN);
+    for ctype in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("application/jsonx"),
+        Some("application/json-patch+json"),
+        Some("application/json; charset=latin1"),
+        Some("multipart/form-data; boundary=x"),
+    ] {
+        for path in [
+            "/api/ingest/lead",
+            "/api/holds",
+            "/api/holds/some-hold/confirm",
+        ] {
+            let (s, body) = send(path, ctype, "{}", Some(&bearer)).await;
+            assert_eq!(s, 415, "{path} {ctype:?}: {body}");
+            assert_eq!(body["error"], "unsupported_media_type", "{body}");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("application/json")),
+                "{body}"
+            );
+        }
+        let (s, body) = send("/api/ingest/lead", ctype, lead, Some(&bearer)).await;
+        assert_eq!(s, 415, "{ctype:?}: {body}");
+    }
+    assert_eq!(app.services.store.count_contacts().await.expect("count"), 0);
+    // Without the token it is a 401 whatever the type.
+    let (s, _) = send("/api/ingest/lead", Some("text/plain"), "{}", None).await;
+    assert_eq!(s, 401);
+    // application/json with or without parameters, any case, is accepted.
+    for (i, ctype) in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON;charset=\"UTF-8\"",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body: &'static str = match i {
+            0 => r#"{"phone": "020 7946 0001"}"#,
+            1 => r#"{"phone": "020 7946 0002"}"#,
+            _ => r#"{"phone": "020 7946 0003"}"#,
+        };
+        let (s, resp) = send("/api/ingest/lead", Some(ctype), body, Some(&bearer)).await;
+        assert_eq!(s, 201, "{ctype}: {resp}");
+    }
+    // Bearer tokens are compared trimmed (the configured one is trimmed too):
+    // extra spaces around the token are accepted, a changed token is not.
+    for (auth, want) in [
+        (format!("Bearer   {}", common::TOKEN), 200),
+        (format!("bearer {}", common::TOKEN), 200),
+        (format!("Bearer {} x", common::TOKEN), 401),
+        (format!("Bearer{}", common::TOKEN), 401),
+    ] {
+        let resp = app
+            .http
+            .get(format!("{}/api/leads", app.base))
+            .header("authorization", auth.clone())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status().as_u16(), want, "{auth:?}");
+    }
+}
+on_both_databases!(content_type, super::json_routes_need_a_json_content_type);
+
+/// 20 first ingests of one new `call_sid` at once, each naming someone else:
+/// one lead, one contact, and every answer is that one lead.
+async fn concurrent_first_ingests_store_one_lead(db: TestDb) {
+    let app = common::spawn_app(common::config(), &db.url, clock("2025-10-13T08:00:00Z")).await;
+    let url = format!("{}/api/ingest/lead", app.base);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let http = app.http.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let resp = http
+                .post(url)
+                .bearer_auth(common::TOKEN)
+                .json(&json!({"name": format!("Caller {i}"), "phone": format!("07700 900{:03}", 200 + i),
+                              "call_sid": "CA_RACE"}))
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.expect("json");
+            (status, body)
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("task"));
+    }
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    assert!(
+        answers.iter().all(|(s, _)| *s == 200 || *s == 201),
+        "{answers:?}"
+    );
+    let winner = created[0];
+    for (_, b) in &answers {
+        assert_eq!(b["lead"]["id"], winner["lead"]["id"], "{b}");
+        assert_eq!(b["contact"], winner["contact"], "{b}");
+    }
+    assert_eq!(app.services.store.count_contacts().await.expect("count"), 1);
+    let (_, leads) = app.get("/api/leads").await;
+    assert_eq!(leads["leads"].as_array().map(Vec::len), Some(1));
+}
+on_both_databases!(
+    concurrent_first_ingests,
+    super::concurrent_first_ingests_store_one_lead
+);

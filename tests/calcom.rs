@@ -529,3 +529,82 @@ async fn errors_are_typed() {
         .iter()
         .any(|l| l.0 == "GET" && l.1 == format!("/v2/slots/reservations/{}", h.id)));
 }
+
+/// Over the API with Cal.com as the calendar: the attendee's contact is
+/// written only after Cal.com accepted the booking; a missing or expired
+/// reservation changes no contact.
+#[tokio::test]
+async fn api_confirm_over_calcom_writes_the_contact_only_after_booking() {
+    let f = fixture(KEY, |_| {}).await;
+    let db = common::TestDb::sqlite().await;
+    let mut config = common::config();
+    config.calendar = f.cfg.clone();
+    let env = frontdesk::config::Env::from_pairs([
+        (frontdesk::config::env::DATABASE_URL, db.url.as_str()),
+        (frontdesk::config::env::API_TOKEN, common::TOKEN),
+        (frontdesk::config::env::CALCOM_API_KEY, KEY),
+    ]);
+    let app = frontdesk::app::App::build(config, &env, f.clock.clone())
+        .await
+        .expect("app");
+    let store = app.services.store.clone();
+    let state = frontdesk::http::AppState::new(&app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, frontdesk::http::router(state)).await;
+    });
+    let http = reqwest::Client::new();
+    let post = |path: String, body: Value| {
+        let req = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(common::TOKEN)
+            .json(&body);
+        async move {
+            let resp = req.send().await.expect("request");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let who = json!({"name": "Alex Rivera", "phone": "07700 900123"});
+
+    let (s, body) = post("/api/holds/no-such-uid/confirm".into(), who.clone()).await;
+    assert_eq!(s, 404, "{body}");
+    assert_eq!(store.count_contacts().await.unwrap(), 0);
+
+    let (s, hold) = post(
+        "/api/holds".into(),
+        json!({"owner": "alex", "start": "2025-10-14T09:00:00Z"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{hold}");
+    let id = hold["id"].as_str().expect("id").to_string();
+    f.clock.advance(chrono::Duration::minutes(6));
+    let (s, body) = post(format!("/api/holds/{id}/confirm"), who.clone()).await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (409, Some("hold_expired")),
+        "{body}"
+    );
+    assert_eq!(store.count_contacts().await.unwrap(), 0);
+
+    let (s, hold) = post(
+        "/api/holds".into(),
+        json!({"owner": "alex", "start": "2025-10-14T09:30:00Z"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{hold}");
+    let id = hold["id"].as_str().expect("id").to_string();
+    let (s, booking) = post(format!("/api/holds/{id}/confirm"), who.clone()).await;
+    assert_eq!(s, 201, "{booking}");
+    let c = store
+        .contact_by_phone("+447700900123")
+        .await
+        .unwrap()
+        .expect("contact written after the booking");
+    assert_eq!(
+        c.name.as_ref().map(|n| n.expose().as_str()),
+        Some("Alex Rivera")
+    );
+    assert_eq!(store.count_contacts().await.unwrap(), 1);
+}

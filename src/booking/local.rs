@@ -16,7 +16,7 @@ use super::{
 };
 use crate::config_error::ConfigError;
 use crate::store::{
-    CancelOutcome, ClaimOutcome, ConfirmOutcome, NewBooking, ReleaseOutcome, Store,
+    CancelOutcome, ClaimOutcome, ConfirmOutcome, NewBooking, NewContact, ReleaseOutcome, Store,
 };
 
 /// Longest hold a caller may ask for.
@@ -149,9 +149,44 @@ impl super::Calendar for LocalCalendar {
     }
 
     async fn confirm(&self, hold_id: &str, attendee: &Attendee) -> Result<Booking, BookingError> {
+        self.book(hold_id, attendee, None).await
+    }
+
+    async fn confirm_with_contact(
+        &self,
+        hold_id: &str,
+        attendee: &Attendee,
+        contact: &NewContact,
+    ) -> Result<(Booking, bool), BookingError> {
+        // The store upserts the contact in the booking's own transaction,
+        // after the hold has been checked and claimed.
+        Ok((self.book(hold_id, attendee, Some(contact)).await?, true))
+    }
+
+    async fn cancel(&self, booking_id: &str) -> Result<(), BookingError> {
+        match self
+            .store
+            .cancel_booking(booking_id, self.clock.now())
+            .await?
+        {
+            CancelOutcome::Cancelled => Ok(()),
+            CancelOutcome::NotFound => Err(BookingError::BookingNotFound),
+        }
+    }
+}
+
+impl LocalCalendar {
+    /// Confirm `hold_id` for `attendee`, writing `contact` with the booking.
+    async fn book(
+        &self,
+        hold_id: &str,
+        attendee: &Attendee,
+        contact: Option<&NewContact>,
+    ) -> Result<Booking, BookingError> {
         let now = self.clock.now();
         let b = NewBooking {
             contact_id: attendee.contact_id.clone(),
+            contact: contact.cloned(),
             name: attendee.name.clone(),
             email: attendee.email.clone(),
             phone: attendee.phone.as_ref().map(|p| p.to_pii()),
@@ -169,17 +204,6 @@ impl super::Calendar for LocalCalendar {
             ConfirmOutcome::Expired => Err(BookingError::HoldExpired),
             ConfirmOutcome::Released => Err(BookingError::HoldReleased),
             ConfirmOutcome::AlreadyConfirmed => Err(BookingError::AlreadyConfirmed),
-        }
-    }
-
-    async fn cancel(&self, booking_id: &str) -> Result<(), BookingError> {
-        match self
-            .store
-            .cancel_booking(booking_id, self.clock.now())
-            .await?
-        {
-            CancelOutcome::Cancelled => Ok(()),
-            CancelOutcome::NotFound => Err(BookingError::BookingNotFound),
         }
     }
 }

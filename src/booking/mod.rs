@@ -525,6 +525,22 @@ pub trait Calendar: Send + Sync + std::fmt::Debug {
     /// hold lapsed first.
     async fn confirm(&self, hold_id: &str, attendee: &Attendee) -> Result<Booking, BookingError>;
 
+    /// [`Calendar::confirm`], recording the attendee as the local contact
+    /// `contact` only if the booking is made: nothing is written when the
+    /// hold is missing, expired, released, booked, or lost to a concurrent
+    /// confirm. Returns whether the calendar wrote the contact itself (the
+    /// local calendar does, in the booking's transaction); on `false` the
+    /// caller writes it, now that the booking exists.
+    async fn confirm_with_contact(
+        &self,
+        hold_id: &str,
+        attendee: &Attendee,
+        contact: &crate::store::NewContact,
+    ) -> Result<(Booking, bool), BookingError> {
+        let _ = contact;
+        Ok((self.confirm(hold_id, attendee).await?, false))
+    }
+
     /// Cancel a booking; its slot becomes free.
     async fn cancel(&self, booking_id: &str) -> Result<(), BookingError>;
 }

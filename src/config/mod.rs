@@ -47,13 +47,14 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address to bind (default `127.0.0.1:8080`; `--listen` overrides it).
     pub listen: SocketAddr,
-    /// Public base URL carriers use to reach us (default `http://localhost:8080`).
+    /// Public base URL carriers use to reach us (default `http://localhost:8080`):
+    /// `http(s)://host[:port]`, no path.
     pub public_url: String,
-    /// Most calls held at once; further media streams are refused (default 2000).
+    /// Most calls held at once; further media streams are refused (default 2000, 1–100000).
     pub max_calls: usize,
-    /// Seconds live calls get to finish after SIGTERM (default 30).
+    /// Seconds live calls get to finish after SIGTERM (default 30, 0–3600).
     pub drain_grace_s: u64,
-    /// Largest carrier WebSocket message accepted, in bytes (default 65536).
+    /// Largest carrier WebSocket message accepted, in bytes (default 65536, 1024–16777216).
     /// Larger messages are dropped, logged and counted; the call goes on.
     pub max_message_bytes: usize,
     /// Milliseconds an upgraded media WebSocket may take to send the
@@ -139,11 +140,11 @@ pub struct CallConfig {
     pub max_ahead_ms: u32,
     /// Largest single outbound media message in ms of audio (default 100, 20–1000, multiple of 20).
     pub chunk_ms: u32,
-    /// Give up waiting for the final transcript after this many ms (default 3000).
+    /// Give up waiting for the final transcript after this many ms (default 3000, 500–600000).
     pub transcript_timeout_ms: u64,
-    /// Give up on a reply that produced no audio after this many ms (default 8000).
+    /// Give up on a reply that produced no audio after this many ms (default 8000, 500–600000).
     pub reply_timeout_ms: u64,
-    /// Hang up after this many ms with no media from the carrier (default 15000).
+    /// Hang up after this many ms with no media from the carrier (default 15000, 1000–3600000).
     pub media_timeout_ms: u64,
 }
 
@@ -203,7 +204,7 @@ impl Default for SttConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScriptedSttConfig {
-    /// Milliseconds from the end of an utterance to its final transcript (default 100).
+    /// Milliseconds from the end of an utterance to its final transcript (default 100, 0–60000).
     pub final_after_ms: u64,
     /// Transcripts returned in turn; after the last, the last repeats (default `["hello"]`).
     pub transcripts: Vec<String>,
@@ -247,9 +248,9 @@ impl Default for LlmConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScriptedLlmConfig {
-    /// Milliseconds from the request to the first token (default 200).
+    /// Milliseconds from the request to the first token (default 200, 0–60000).
     pub first_token_ms: u64,
-    /// Milliseconds between later tokens (default 0: the rest arrives at once).
+    /// Milliseconds between later tokens (default 0: the rest arrives at once; 0–10000).
     pub token_interval_ms: u64,
     /// The reply text, streamed word by word.
     pub reply: String,
@@ -303,7 +304,7 @@ impl Default for TtsConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScriptedTtsConfig {
-    /// Milliseconds from the first text to the first audio (default 150).
+    /// Milliseconds from the first text to the first audio (default 150, 0–60000).
     pub first_audio_ms: Option<u64>,
     /// Path to any WAV file (any rate, mono or stereo), resampled to 8 kHz
     /// μ-law at start-up. Default: the built-in 2-second reply.
@@ -364,19 +365,107 @@ fn check_ms(key: &str, v: u32, lo: u32, hi: u32, multiple_of_20: bool) -> Result
     Ok(())
 }
 
+/// Range check for an integer setting; `unit` goes into the message.
+fn check_range(key: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{v} is out of range; allowed {lo}–{hi} {unit}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `server.public_url`: carriers are told to call `{public_url}/twilio/…`, so
+/// it must be an http(s) URL with a host (and an optional port), nothing
+/// after the host but an optional `/`.
+fn check_public_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must be an http:// or https:// URL (e.g. https://frontdesk.example.com)")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if !(tail.is_empty() || tail == "/") {
+        return Err("must be just scheme and host (and port): no path, query or fragment".into());
+    }
+    if authority.contains('@') {
+        return Err("must not contain a user name or password".into());
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        // [IPv6]:port
+        Some(v6) => {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or("has an unclosed `[` in the host")?;
+            if h.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err("has an invalid IPv6 address".into());
+            }
+            (h, after.strip_prefix(':'))
+        }
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ':');
+    if !host_ok {
+        return Err("names no valid host".into());
+    }
+    if let Some(p) = port {
+        if !p.parse::<u16>().is_ok_and(|p| p > 0) {
+            return Err(format!("has an invalid port `{p}`; allowed 1–65535"));
+        }
+    }
+    Ok(())
+}
+
+/// The dotted key whose value starts at byte `at` of `text`: the nearest
+/// `[table]` header above it plus the key on its line. For errors the
+/// deserializer reports without a path (an integer too large for TOML).
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = before[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        let inner = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]"));
+        let inner = inner.or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')));
+        inner.map(|t| t.trim().to_string())
+    });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
 impl Config {
     /// Parse TOML text. Errors name the dotted key.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::new(text);
         let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
+            let inner = e.into_inner();
             let key = if path.is_empty() || path == "." {
-                "(root)".to_string()
+                // No path (e.g. an integer beyond TOML's i64): find the key
+                // from where the error is in the text.
+                inner
+                    .span()
+                    .and_then(|sp| key_at(text, sp.start))
+                    .unwrap_or_else(|| "(root)".to_string())
             } else {
                 path
             };
             // toml's own message carries a code snippet; keep only its last line.
-            let inner = e.into_inner().to_string();
+            let inner = inner.to_string();
             let message = inner
                 .lines()
                 .rev()
@@ -493,21 +582,35 @@ impl Config {
                 "longer than 2000 bytes",
             ));
         }
-        if self.server.max_calls == 0 {
-            return Err(ConfigError::invalid(
-                "server.max_calls",
-                "must be at least 1",
-            ));
-        }
-        if !(100..=60_000).contains(&self.server.start_timeout_ms) {
-            return Err(ConfigError::invalid(
-                "server.start_timeout_ms",
-                format!(
-                    "{} is out of range; allowed 100–60000 ms",
-                    self.server.start_timeout_ms
-                ),
-            ));
-        }
+        check_range(
+            "call.transcript_timeout_ms",
+            c.transcript_timeout_ms,
+            500,
+            600_000,
+            "ms",
+        )?;
+        check_range(
+            "call.reply_timeout_ms",
+            c.reply_timeout_ms,
+            500,
+            600_000,
+            "ms",
+        )?;
+        check_range(
+            "call.media_timeout_ms",
+            c.media_timeout_ms,
+            1000,
+            3_600_000,
+            "ms",
+        )?;
+        let srv = &self.server;
+        check_range(
+            "server.start_timeout_ms",
+            srv.start_timeout_ms,
+            100,
+            60_000,
+            "ms",
+        )?;
         let lang = &self.call.language;
         if lang.is_empty()
             || lang.len() > 35
@@ -518,12 +621,31 @@ impl Config {
                 format!("`{lang}` is not a BCP-47 language tag (e.g. en, en-GB)"),
             ));
         }
-        if self.server.max_message_bytes < 1024 {
+        // The call semaphore panics above its own limit, and each call holds
+        // memory: a box cannot hold more than this many.
+        check_range(
+            "server.max_calls",
+            srv.max_calls as u64,
+            1,
+            100_000,
+            "calls",
+        )?;
+        check_range("server.drain_grace_s", srv.drain_grace_s, 0, 3600, "s")?;
+        if srv.max_message_bytes < 1024 {
             return Err(ConfigError::invalid(
                 "server.max_message_bytes",
                 "must be at least 1024 (a Twilio start message is larger than that)",
             ));
         }
+        check_range(
+            "server.max_message_bytes",
+            srv.max_message_bytes as u64,
+            1024,
+            16 * 1024 * 1024,
+            "bytes",
+        )?;
+        check_public_url(&srv.public_url)
+            .map_err(|m| ConfigError::invalid("server.public_url", m))?;
         if self.business.timezone.parse::<chrono_tz::Tz>().is_err() {
             return Err(ConfigError::invalid(
                 "business.timezone",
@@ -540,8 +662,37 @@ impl Config {
                     "needs at least one transcript",
                 ))
             }
-            SttConfig::Scripted(_) => {}
+            SttConfig::Scripted(s) => check_range(
+                "providers.stt.final_after_ms",
+                s.final_after_ms,
+                0,
+                60_000,
+                "ms",
+            )?,
         }
+        let LlmConfig::Scripted(llm) = &self.providers.llm;
+        check_range(
+            "providers.llm.first_token_ms",
+            llm.first_token_ms,
+            0,
+            60_000,
+            "ms",
+        )?;
+        check_range(
+            "providers.llm.token_interval_ms",
+            llm.token_interval_ms,
+            0,
+            10_000,
+            "ms",
+        )?;
+        let TtsConfig::Scripted(tts) = &self.providers.tts;
+        check_range(
+            "providers.tts.first_audio_ms",
+            tts.first_audio_ms(),
+            0,
+            60_000,
+            "ms",
+        )?;
         self.storage.validate()?;
         self.calendar.validate()?;
         self.crm.validate()?;
@@ -614,6 +765,110 @@ mod tests {
     fn wrong_type_names_the_key() {
         let e = err("[vad]\nstart_ms = \"soon\"\n");
         assert!(e.contains("vad.start_ms"), "{e}");
+    }
+
+    /// Values `check-config` used to accept although `serve` panics on them
+    /// or runs a server that cannot hold a call.
+    #[test]
+    fn values_that_break_serve_name_the_key() {
+        for (text, key) in [
+            (
+                "[server]\nmax_calls = 9223372036854775807\n",
+                "server.max_calls",
+            ),
+            ("[server]\nmax_calls = 0\n", "server.max_calls"),
+            ("[server]\nmax_calls = 100001\n", "server.max_calls"),
+            ("[call]\nmedia_timeout_ms = 0\n", "call.media_timeout_ms"),
+            ("[call]\nmedia_timeout_ms = 999\n", "call.media_timeout_ms"),
+            (
+                "[call]\nmedia_timeout_ms = 3600001\n",
+                "call.media_timeout_ms",
+            ),
+            ("[call]\nreply_timeout_ms = 0\n", "call.reply_timeout_ms"),
+            (
+                "[call]\ntranscript_timeout_ms = 0\n",
+                "call.transcript_timeout_ms",
+            ),
+            (
+                "[call]\ntranscript_timeout_ms = 9223372036854775807\n",
+                "call.transcript_timeout_ms",
+            ),
+            (
+                "[server]\ndrain_grace_s = 18446744073709551615\n",
+                "server.drain_grace_s",
+            ),
+            (
+                "[server]\ndrain_grace_s = 18446744073709551614\n",
+                "server.drain_grace_s",
+            ),
+            (
+                "[server]\ndrain_grace_s = 9223372036854775807\n",
+                "server.drain_grace_s",
+            ),
+            ("[server]\ndrain_grace_s = 3601\n", "server.drain_grace_s"),
+            ("[server]\ndrain_grace_s = -1\n", "server.drain_grace_s"),
+            (
+                "[server]\npublic_url = \"not a url\"\n",
+                "server.public_url",
+            ),
+            (
+                "[server]\npublic_url = \"ftp://example.com\"\n",
+                "server.public_url",
+            ),
+            ("[server]\npublic_url = \"https://\"\n", "server.public_url"),
+            (
+                "[server]\npublic_url = \"https://example.com/voice\"\n",
+                "server.public_url",
+            ),
+            (
+                "[server]\npublic_url = \"https://example.com?x=1\"\n",
+                "server.public_url",
+            ),
+            (
+                "[server]\npublic_url = \"https://u:p@example.com\"\n",
+                "server.public_url",
+            ),
+            (
+                "[server]\npublic_url = \"https://exa mple.com\"\n",
+                "server.public_url",
+            ),
+            (
+                "[server]\npublic_url = \"https://example.com:99999\"\n",
+                "server.public_url",
+            ),
+            (
+                "[server]\nmax_message_bytes = 9223372036854775807\n",
+                "server.max_message_bytes",
+            ),
+            (
+                "[providers.stt]\nkind = \"scripted\"\nfinal_after_ms = 9223372036854775807\n",
+                "providers.stt.final_after_ms",
+            ),
+            (
+                "[providers.llm]\nkind = \"scripted\"\nfirst_token_ms = 9223372036854775807\n",
+                "providers.llm.first_token_ms",
+            ),
+            (
+                "[providers.tts]\nkind = \"scripted\"\nfirst_audio_ms = 9223372036854775807\n",
+                "providers.tts.first_audio_ms",
+            ),
+        ] {
+            let e = Config::from_toml(text).expect_err(text);
+            assert_eq!(e.key(), key, "{text}: {e}");
+            assert!(e.to_string().contains(&format!("`{key}`")), "{text}: {e}");
+            assert_eq!(e.to_string().lines().count(), 1, "{text}: {e}");
+        }
+        for ok in [
+            "[server]\nmax_calls = 100000\ndrain_grace_s = 0\n",
+            "[server]\ndrain_grace_s = 3600\n",
+            "[server]\npublic_url = \"https://frontdesk.example.com\"\n",
+            "[server]\npublic_url = \"https://frontdesk.example.com/\"\n",
+            "[server]\npublic_url = \"http://10.0.0.7:8080\"\n",
+            "[server]\npublic_url = \"http://[::1]:8080\"\n",
+            "[call]\nmedia_timeout_ms = 1000\nreply_timeout_ms = 500\ntranscript_timeout_ms = 500\n",
+        ] {
+            assert!(Config::from_toml(ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -63,9 +63,14 @@ impl ApiState {
         let Some(expected) = &self.token else {
             return false;
         };
+        // White space around the scheme and the token is ignored, on
+        // purpose: the configured token is trimmed too (`Env::secret`), and a
+        // client that pastes a token with a trailing space or newline should
+        // get in with the right token. The token itself must match exactly:
+        // white space inside it is a different token.
         let Some(given) = header
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.split_once(' '))
+            .and_then(|h| h.trim().split_once([' ', '\t']))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim())
         else {
@@ -225,6 +230,46 @@ impl FromRequestParts<AppState> for Authorised {
             )),
         }
     }
+}
+
+/// Extractor: the body of a JSON route. A request whose `Content-Type` is
+/// not `application/json` (parameters allowed, a `charset` must be UTF-8) is
+/// refused with 415 before its body is read.
+pub struct JsonBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Content-Type must be application/json",
+            ));
+        }
+        Bytes::from_request(req, state)
+            .await
+            .map(JsonBody)
+            .map_err(|e| ApiError::new(e.status(), "invalid_body", e.body_text()))
+    }
+}
+
+/// `application/json`, any case, with optional parameters (`; charset=utf-8`).
+fn is_json(v: Option<&HeaderValue>) -> bool {
+    let Some(v) = v.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut parts = v.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        && parts.all(|p| match p.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+                v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            Some(_) => true,
+            None => p.trim().is_empty(),
+        })
 }
 
 /// Parse a JSON body, naming the field on failure.
@@ -418,7 +463,10 @@ fn validate_lead(s: &Services, l: LeadIn) -> Result<NewLead, ApiError> {
 
 /// `POST /api/ingest/lead`: 201 with the new lead, or 200 with the existing
 /// one when a lead with the same `call_sid` was ingested before.
-async fn ingest_lead(Authorised(s): Authorised, body: Bytes) -> Result<Response, ApiError> {
+async fn ingest_lead(
+    Authorised(s): Authorised,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     let lead = validate_lead(&s, parse_body(&body)?)?;
     let out = s.store.ingest_lead(&lead, s.clock.now()).await?;
     let status = if out.created {
@@ -554,7 +602,10 @@ struct HoldIn {
 }
 
 /// `POST /api/holds` → 201 with the hold, or 409 when the slot is taken.
-async fn create_hold(Authorised(s): Authorised, body: Bytes) -> Result<Response, ApiError> {
+async fn create_hold(
+    Authorised(s): Authorised,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     let h: HoldIn = parse_body(&body)?;
     let owner =
         text("owner", Some(h.owner), 64)?.ok_or_else(|| ApiError::field("owner", "required"))?;
@@ -593,7 +644,7 @@ struct ConfirmIn {
 async fn confirm_hold(
     Authorised(s): Authorised,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let id = path_id(&id)?.to_string();
     let c: ConfirmIn = parse_body(&body)?;
@@ -611,32 +662,35 @@ async fn confirm_hold(
             "an email or a phone number is required",
         ));
     }
-    // The attendee becomes (or updates) a contact, keyed by phone.
-    let contact_id = match &phone {
-        Some(p) => Some(
-            s.store
-                .upsert_contact(
-                    &NewContact {
-                        phone_e164: p.to_pii(),
-                        name: Some(Pii::new(name.clone())),
-                        email: email.clone(),
-                        timezone: tz.map(|t| t.name().to_string()),
-                    },
-                    s.clock.now(),
-                )
-                .await?
-                .id,
-        ),
-        None => None,
-    };
+    // The attendee becomes (or updates) a contact, keyed by phone — only if
+    // the booking is made: a missing, expired or lost hold writes nothing.
+    let contact = phone.as_ref().map(|p| NewContact {
+        phone_e164: p.to_pii(),
+        name: Some(Pii::new(name.clone())),
+        email: email.clone(),
+        timezone: tz.map(|t| t.name().to_string()),
+    });
     let attendee = Attendee {
         name: Pii::new(name),
         email,
         phone,
         timezone: tz,
-        contact_id,
+        contact_id: None,
     };
-    let booking = s.calendar.confirm(&id, &attendee).await?;
+    let booking = match &contact {
+        None => s.calendar.confirm(&id, &attendee).await?,
+        Some(c) => {
+            let (booking, written) = s.calendar.confirm_with_contact(&id, &attendee, c).await?;
+            if !written {
+                // A remote calendar booked it; the contact follows. The
+                // booking stands even if this fails, so report it booked.
+                if let Err(e) = s.store.upsert_contact(c, s.clock.now()).await {
+                    tracing::error!(error = %e, booking = %booking.id, "booked, but the attendee's contact was not saved");
+                }
+            }
+            booking
+        }
+    };
     Ok((StatusCode::CREATED, Json(booking)).into_response())
 }
 
@@ -676,6 +730,57 @@ mod tests {
         assert!(!s.authorised(Some(&HeaderValue::from_static("Bearer s3cre"))));
         assert!(!s.authorised(Some(&HeaderValue::from_static("Basic s3cret"))));
         assert!(!s.authorised(Some(&HeaderValue::from_static("s3cret"))));
+    }
+
+    #[test]
+    fn white_space_around_the_token_is_ignored_inside_it_is_not() {
+        let s = state(Some("s3cret"));
+        for ok in [
+            "Bearer   s3cret",
+            "  Bearer s3cret  ",
+            "Bearer\ts3cret",
+            "Bearer s3cret\t",
+        ] {
+            assert!(
+                s.authorised(Some(&HeaderValue::from_str(ok).unwrap())),
+                "{ok:?}"
+            );
+        }
+        for bad in [
+            "Bearer s3 cret",
+            "Bearer s3cret x",
+            "Bearers3cret",
+            "Bearer",
+            "Bearer  ",
+        ] {
+            assert!(
+                !s.authorised(Some(&HeaderValue::from_str(bad).unwrap())),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON;charset=\"UTF-8\"",
+            "application/json ;",
+        ] {
+            assert!(is_json(Some(&HeaderValue::from_static(ok))), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/jsonx",
+            "application/json-seq",
+            "application/json; charset=latin1",
+            "application/problem+json",
+            "",
+        ] {
+            assert!(!is_json(Some(&HeaderValue::from_static(bad))), "{bad}");
+        }
+        assert!(!is_json(None));
     }
 
     #[test]

@@ -148,7 +148,9 @@ pub fn check_url(url: &str) -> Result<(), String> {
                     "`{url}` has no file path (write sqlite://frontdesk.db, or sqlite::memory: for a throw-away database)"
                 ))
             } else {
-                Ok(())
+                SqliteConnectOptions::from_str(url)
+                    .map(|_| ())
+                    .map_err(|e| format!("`{url}`: {}", cause(&e)))
             }
         }
         Some(Backend::Postgres) => {
@@ -157,7 +159,11 @@ pub fn check_url(url: &str) -> Result<(), String> {
             if host.is_empty() || host.starts_with('/') || host.starts_with('?') {
                 Err(format!("`{}` names no host", redact_url(url)))
             } else {
-                Ok(())
+                // What connecting would parse (port, options), refused now
+                // rather than at connect time.
+                PgConnectOptions::from_str(url)
+                    .map(|_| ())
+                    .map_err(|e| format!("`{}`: {}", redact_url(url), cause(&e)))
             }
         }
     }
@@ -169,6 +175,15 @@ pub enum StoreError {
     /// The URL is neither `sqlite:` nor `postgres://`.
     #[error("unsupported database URL (expected sqlite: or postgres://): {0}")]
     UnsupportedUrl(String),
+    /// The database could not be reached or opened at start-up.
+    #[error("cannot connect to {target}: {cause}")]
+    Connect {
+        /// `PostgreSQL at host:port` or `SQLite file PATH` (never a password).
+        target: String,
+        /// The innermost reason (`connection refused`, `password
+        /// authentication failed …`), said once.
+        cause: String,
+    },
     /// The database refused or failed a query, or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -237,8 +252,26 @@ pub struct MigrateReport {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Mask the password of a database URL for printing (`postgres://u:***@h/db`).
+/// Mask the password of a database URL for printing (`postgres://u:***@h/db`),
+/// in the user info and in a `password=` query parameter.
 pub fn redact_url(url: &str) -> String {
+    let masked = redact_userinfo(url);
+    match masked.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => masked,
+    }
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
@@ -277,12 +310,18 @@ impl Store {
     }
 
     /// Connect without migrating.
+    ///
+    /// One connection is opened first, on its own: the pool would retry a
+    /// refused connection until its acquire timeout and then report only
+    /// that it timed out, while this reports the cause at once (and waits at
+    /// most [`CONNECT_TIMEOUT`] for a host that does not answer).
     pub async fn connect_only(url: &str, cfg: &StorageConfig) -> Result<Store, StoreError> {
         let timeout = Duration::from_millis(cfg.busy_timeout_ms.max(100));
         let max = cfg.max_connections.max(1);
         match Backend::of_url(url) {
             Some(Backend::Sqlite) => {
-                let opts = SqliteConnectOptions::from_str(url.trim())?
+                let opts = SqliteConnectOptions::from_str(url.trim())
+                    .map_err(|e| connect_error(format!("SQLite {}", redact_url(url)), &e))?
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
@@ -291,6 +330,10 @@ impl Store {
                 // Each connection to `sqlite::memory:` is its own database:
                 // keep exactly one, forever.
                 let memory = url.contains(":memory:") || url.contains("mode=memory");
+                if !memory {
+                    let target = format!("SQLite file {}", opts.get_filename().display());
+                    probe::<sqlx::SqliteConnection>(&opts, &target).await?;
+                }
                 let pool = SqlitePoolOptions::new()
                     .max_connections(if memory { 1 } else { max })
                     .min_connections(if memory { 1 } else { 0 })
@@ -312,7 +355,18 @@ impl Store {
                 })
             }
             Some(Backend::Postgres) => {
-                let opts = PgConnectOptions::from_str(url.trim())?;
+                let opts = PgConnectOptions::from_str(url.trim())
+                    .map_err(|e| connect_error(format!("PostgreSQL {}", redact_url(url)), &e))?;
+                // Named from the parsed options, so no password (in the
+                // user info or a `password=` parameter) can be in it.
+                let target = format!(
+                    "PostgreSQL at {}:{} (database {}, user {})",
+                    opts.get_host(),
+                    opts.get_port(),
+                    opts.get_database().unwrap_or("(default)"),
+                    opts.get_username()
+                );
+                probe::<sqlx::PgConnection>(&opts, &target).await?;
                 let pool = PgPoolOptions::new()
                     .max_connections(max)
                     .acquire_timeout(timeout)
@@ -379,6 +433,63 @@ impl Store {
     }
 }
 
+/// Longest wait for the first connection of [`Store::connect`].
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Open and close one connection, so a failure is reported with its cause.
+async fn probe<C: sqlx::Connection>(
+    opts: &<C as sqlx::Connection>::Options,
+    target: &str,
+) -> Result<(), StoreError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, C::connect_with(opts)).await {
+        Ok(Ok(c)) => {
+            // Closing politely can fail on a flaky link; the pool opens its own.
+            let _ = c.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(connect_error(target.to_string(), &e)),
+        Err(_) => Err(StoreError::Connect {
+            target: target.to_string(),
+            cause: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+        }),
+    }
+}
+
+fn connect_error(target: String, e: &sqlx::Error) -> StoreError {
+    StoreError::Connect {
+        target,
+        cause: cause(e),
+    }
+}
+
+/// The innermost reason of a connect error, said once: sqlx wraps some
+/// errors in prefixes that repeat the inner message ("error with
+/// configuration: error with configuration: …").
+fn cause(e: &sqlx::Error) -> String {
+    let text = match e {
+        sqlx::Error::Configuration(inner) | sqlx::Error::Tls(inner) => {
+            match inner.downcast_ref::<sqlx::Error>() {
+                Some(nested) => cause(nested),
+                None => inner.to_string(),
+            }
+        }
+        sqlx::Error::Database(db) => db.message().to_string(),
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is the server running and listening on that port?)".to_string()
+        }
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for p in text.lines().flat_map(|l| l.split(": ")) {
+        let p = p.trim();
+        if !p.is_empty() && parts.last() != Some(&p) {
+            parts.push(p);
+        }
+    }
+    parts.join(": ")
+}
+
 /// UTC milliseconds since the epoch, the stored form of every timestamp.
 pub fn to_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -417,15 +528,19 @@ mod tests {
             assert!(check_url(ok).is_ok(), "{ok}");
         }
         for (bad, why) in [
+            ("postgres://u:pw@h:notaport/db", "invalid port"),
+            ("sqlite://x.db?mode=bogus", "unknown value"),
             ("sqlite://", "no file path"),
             ("sqlite:", "no file path"),
             ("sqlite://?mode=rwc", "no file path"),
             ("postgres://", "no host"),
             ("postgres://u:pw@/db", "no host"),
             ("mysql://x", "must start with"),
+            ("postgres://u:pw@h/db?sslmode=bogus", "unknown value"),
         ] {
             let e = check_url(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains("error with configuration"), "{bad}: {e}");
             assert!(!e.contains("pw@"), "password shown: {e}");
         }
     }
@@ -448,6 +563,63 @@ mod tests {
         );
         assert_eq!(redact_url("sqlite://frontdesk.db"), "sqlite://frontdesk.db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=hunter2"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
+    }
+
+    /// PostgreSQL on a closed port: the error comes at once (not after the
+    /// pool's acquire timeout), on one line naming host:port and the cause,
+    /// with the password masked and nothing said twice.
+    #[tokio::test]
+    async fn closed_postgres_port_fails_fast_naming_host_and_cause() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = format!("postgres://fd:hunter2@127.0.0.1:{port}/frontdesk");
+        let started = std::time::Instant::now();
+        let e = Store::connect(&url, &StorageConfig::default())
+            .await
+            .expect_err("nothing listens there");
+        let took = started.elapsed();
+        let msg = e.to_string();
+        assert!(took < Duration::from_secs(5), "took {took:?}: {msg}");
+        assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+        assert!(msg.to_lowercase().contains("refused"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+        let parts: Vec<&str> = msg.split(": ").collect();
+        assert!(
+            parts.windows(2).all(|w| w[0] != w[1]),
+            "repeats itself: {msg}"
+        );
+        let url_q = format!("postgres://fd@127.0.0.1:{port}/frontdesk?password=hunter2");
+        let e = Store::connect(&url_q, &StorageConfig::default())
+            .await
+            .expect_err("refused");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        // Migrate says the same.
+        let e = migrate(&url, &StorageConfig::default())
+            .await
+            .expect_err("refused");
+        assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+    }
+
+    #[tokio::test]
+    async fn unopenable_sqlite_file_names_the_path_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/no/such/dir/fd.db", dir.path().display());
+        let started = std::time::Instant::now();
+        let e = Store::connect(&url, &StorageConfig::default())
+            .await
+            .expect_err("the directory does not exist");
+        let msg = e.to_string();
+        assert!(started.elapsed() < Duration::from_secs(5), "{msg}");
+        assert!(msg.contains("no/such/dir/fd.db"), "{msg}");
+        assert_eq!(msg.matches("no/such/dir").count(), 1, "{msg}");
+        assert_eq!(msg.lines().count(), 1, "{msg}");
     }
 
     #[tokio::test]

@@ -67,15 +67,29 @@ impl ContactRow {
 
 const CONTACT_COLUMNS: &str = "id, phone_e164, name, email, timezone, created_ms, updated_ms";
 
+/// Insert or update a contact by phone: `$1` new id, `$2` phone, `$3` name,
+/// `$4` email, `$5` zone, `$6` now. `None` fields keep the stored value.
+macro_rules! upsert_contact_returning {
+    ($columns:literal) => {
+        concat!(
+            "INSERT INTO contacts (id, phone_e164, name, email, timezone, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (phone_e164) DO UPDATE SET \
+               name = COALESCE(excluded.name, contacts.name), \
+               email = COALESCE(excluded.email, contacts.email), \
+               timezone = COALESCE(excluded.timezone, contacts.timezone), \
+               updated_ms = excluded.updated_ms \
+             RETURNING ",
+            $columns
+        )
+    };
+}
+
 const UPSERT_CONTACT: &str =
-    "INSERT INTO contacts (id, phone_e164, name, email, timezone, created_ms, updated_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $6) \
-     ON CONFLICT (phone_e164) DO UPDATE SET \
-       name = COALESCE(excluded.name, contacts.name), \
-       email = COALESCE(excluded.email, contacts.email), \
-       timezone = COALESCE(excluded.timezone, contacts.timezone), \
-       updated_ms = excluded.updated_ms \
-     RETURNING id, phone_e164, name, email, timezone, created_ms, updated_ms";
+    upsert_contact_returning!("id, phone_e164, name, email, timezone, created_ms, updated_ms");
+
+/// The contact upsert answering only the id (for [`super::slots`]).
+pub(super) const UPSERT_CONTACT_ID: &str = upsert_contact_returning!("id");
 
 /// A lead as posted to `POST /api/ingest/lead`, validated and normalised.
 #[derive(Debug, Clone)]
@@ -183,7 +197,7 @@ impl LeadRow {
 pub struct IngestOutcome {
     /// The stored lead (the earlier one on a replay).
     pub lead: LeadRecord,
-    /// The contact after the upsert.
+    /// The contact after the upsert (on a replay: as stored, untouched).
     pub contact: ContactRecord,
     /// False when a lead with the same `call_sid` already existed.
     pub created: bool,
@@ -303,7 +317,7 @@ struct ActivityRow {
     end_ms: Option<i64>,
 }
 
-fn opt_expose(v: &Option<Pii<String>>) -> Option<String> {
+pub(super) fn opt_expose(v: &Option<Pii<String>>) -> Option<String> {
     v.as_ref().map(|p| p.expose().clone())
 }
 
@@ -430,11 +444,37 @@ impl Store {
     /// phone), insert the lead unless one with the same `call_sid` exists,
     /// make sure the call exists and log it, and queue a `lead.created`
     /// outbox item. Either all of it is stored or none of it.
+    ///
+    /// A replay (a `call_sid` already stored) changes nothing: it answers the
+    /// stored lead and its contact as they are, whatever the replay carries.
+    /// Two first ingests of one `call_sid` racing each other store one lead;
+    /// the loser's transaction, contact upsert included, is rolled back and it
+    /// answers the winner's lead.
     pub async fn ingest_lead(
         &self,
         lead: &NewLead,
         now: DateTime<Utc>,
     ) -> Result<IngestOutcome, StoreError> {
+        if let Some(out) = self.ingest_lead_once(lead, now).await? {
+            return Ok(out);
+        }
+        // Lost the race: the winner has committed, so this finds its lead.
+        match self.ingest_lead_once(lead, now).await? {
+            Some(out) => Ok(out),
+            None => Err(StoreError::Corrupt {
+                table: "leads",
+                column: "call_sid",
+            }),
+        }
+    }
+
+    /// One attempt of [`Store::ingest_lead`]; `None` when a concurrent ingest
+    /// stored a lead with the same `call_sid` first (this one rolled back).
+    async fn ingest_lead_once(
+        &self,
+        lead: &NewLead,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IngestOutcome>, StoreError> {
         let now_ms = to_ms(now);
         let lead_id = new_id();
         let insert_lead =
@@ -453,7 +493,35 @@ impl Store {
             })
             .to_string()
         };
-        let (contact, lead_row, created): (ContactRow, LeadRow, bool) = in_tx!(self, |tx| {
+        let select_contact = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = $1");
+        let (contact, lead_row): (ContactRow, LeadRow) = in_tx!(self, |tx| {
+            // A replay is answered before anything is written.
+            let existing: Option<LeadRow> = match &lead.call_sid {
+                Some(sid) => {
+                    sqlx::query_as(&select_by_sid)
+                        .bind(sid)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+                None => None,
+            };
+            if let Some(row) = existing {
+                let contact: Option<ContactRow> = sqlx::query_as(&select_contact)
+                    .bind(&row.contact_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(contact) = contact else {
+                    return Err(StoreError::Corrupt {
+                        table: "leads",
+                        column: "contact_id",
+                    });
+                };
+                return Ok(Some(IngestOutcome {
+                    lead: row.into_record()?,
+                    contact: contact.into_record()?,
+                    created: false,
+                }));
+            }
             let contact: ContactRow = sqlx::query_as(UPSERT_CONTACT)
                 .bind(new_id())
                 .bind(lead.contact.phone_e164.expose())
@@ -523,24 +591,18 @@ impl Store {
                         .bind(&lead_id)
                         .fetch_one(&mut *tx)
                         .await?;
-                    (contact, row, true)
+                    (contact, row)
                 }
-                None => {
-                    // A lead with this call_sid exists: the replay changes nothing
-                    // beyond the contact fields it carried.
-                    let row: LeadRow = sqlx::query_as(&select_by_sid)
-                        .bind(lead.call_sid.clone())
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    (contact, row, false)
-                }
+                // A concurrent ingest stored this call_sid after our check:
+                // returning drops the transaction, rolling back the upsert.
+                None => return Ok(None),
             }
         });
-        Ok(IngestOutcome {
+        Ok(Some(IngestOutcome {
             lead: lead_row.into_record()?,
             contact: contact.into_record()?,
-            created,
-        })
+            created: true,
+        }))
     }
 
     /// Leads, newest first.

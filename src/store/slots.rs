@@ -12,7 +12,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{from_ms, new_id, to_ms, Store, StoreError};
+use super::records::{opt_expose, UPSERT_CONTACT_ID};
+use super::{from_ms, new_id, to_ms, NewContact, Store, StoreError};
 use crate::pii::Pii;
 
 /// The stored state of a hold. "Expired" is not stored: it is a `Held` hold
@@ -94,6 +95,10 @@ impl HoldRow {
 pub struct NewBooking {
     /// The contact, when the attendee is one.
     pub contact_id: Option<String>,
+    /// Record the attendee as this contact (upserted by phone) in the same
+    /// transaction as the booking, and link it; only if the booking is made.
+    /// Takes precedence over `contact_id`.
+    pub contact: Option<NewContact>,
     /// Name.
     pub name: Pii<String>,
     /// Email.
@@ -282,7 +287,11 @@ impl Store {
 
     /// Turn a live hold into a booking, in one transaction: the claim is kept
     /// (now carrying the booking, with no expiry) so the slot can never be held
-    /// again until the booking is cancelled.
+    /// again until the booking is cancelled. The hold is checked first; the
+    /// attendee's contact (`b.contact`) is written only once the claim is
+    /// taken, in the same transaction, so a confirm that fails (missing,
+    /// expired, released, already booked, or lost to a concurrent confirm)
+    /// writes nothing.
     pub async fn confirm_hold(
         &self,
         hold_id: &str,
@@ -306,13 +315,28 @@ impl Store {
                 .await?;
             match claim {
                 Some((owner_id, start_ms, end_ms)) => {
+                    let contact_id = match &b.contact {
+                        Some(c) => {
+                            let (id,): (String,) = sqlx::query_as(UPSERT_CONTACT_ID)
+                                .bind(new_id())
+                                .bind(c.phone_e164.expose())
+                                .bind(opt_expose(&c.name))
+                                .bind(opt_expose(&c.email))
+                                .bind(c.timezone.clone())
+                                .bind(to_ms(now))
+                                .fetch_one(&mut *tx)
+                                .await?;
+                            Some(id)
+                        }
+                        None => b.contact_id.clone(),
+                    };
                     sqlx::query(insert)
                         .bind(&booking_id)
                         .bind(hold_id)
                         .bind(&owner_id)
                         .bind(start_ms)
                         .bind(end_ms)
-                        .bind(b.contact_id.clone())
+                        .bind(contact_id)
                         .bind(b.name.expose())
                         .bind(b.email.as_ref().map(|e| e.expose().clone()))
                         .bind(b.phone.as_ref().map(|e| e.expose().clone()))
