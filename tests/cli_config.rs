@@ -213,6 +213,18 @@ fn check_config_and_serve_refuse_the_same_configs_naming_the_same_key() {
             "server.drain_grace_s",
         ),
         (
+            "a stream start wait of zero",
+            "[server]\nstart_timeout_ms = 0\n".into(),
+            vec![],
+            "server.start_timeout_ms",
+        ),
+        (
+            "a language that is not a tag",
+            "[call]\nlanguage = \"en GB\"\n".into(),
+            vec![],
+            "call.language",
+        ),
+        (
             "drain grace of centuries",
             "[server]\ndrain_grace_s = 9223372036854775807\n".into(),
             vec![],
