@@ -55,7 +55,14 @@ pub struct ServerConfig {
     pub drain_grace_s: u64,
     /// Largest carrier WebSocket message accepted, in bytes (default 65536).
     /// Larger messages are dropped, logged and counted; the call goes on.
+    /// The WebSocket transport refuses messages more than a little larger
+    /// than this outright (close code 1009).
     pub max_message_bytes: usize,
+    /// Milliseconds a client gets to send a complete HTTP request head after
+    /// connecting, or between requests on a kept-alive connection (default
+    /// 10000, 100–300000). A connection that does not is closed, so silent or
+    /// half-sent connections cannot pile up.
+    pub header_timeout_ms: u32,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +73,7 @@ impl Default for ServerConfig {
             max_calls: 2000,
             drain_grace_s: 30,
             max_message_bytes: 64 * 1024,
+            header_timeout_ms: 10_000,
         }
     }
 }
@@ -488,6 +496,13 @@ impl Config {
                 "must be at least 1024 (a Twilio start message is larger than that)",
             ));
         }
+        check_ms(
+            "server.header_timeout_ms",
+            self.server.header_timeout_ms,
+            100,
+            300_000,
+            false,
+        )?;
         if self.business.timezone.parse::<chrono_tz::Tz>().is_err() {
             return Err(ConfigError::invalid(
                 "business.timezone",
@@ -586,6 +601,8 @@ mod tests {
         assert!(err("[vad]\nend_ms = 210\n").contains("multiple of 20"));
         assert!(err("[call]\nmax_ahead_ms = 100\n").contains("call.max_ahead_ms"));
         assert!(err("[business]\ntimezone = \"Mars/Olympus\"\n").contains("business.timezone"));
+        assert!(err("[server]\nheader_timeout_ms = 0\n").contains("server.header_timeout_ms"));
+        assert!(err("[server]\nheader_timeout_ms = 300001\n").contains("server.header_timeout_ms"));
         assert!(err("[providers.tts]\nkind = \"shouty\"\n").contains("providers.tts"));
         let e = err("[providers.llm]\nkind = \"scripted\"\nreply = 5\n");
         assert!(e.contains("`providers.llm.reply`"), "{e}");
