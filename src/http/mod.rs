@@ -7,6 +7,7 @@
 //! connection must send its request head within `server.header_timeout_ms`.
 
 pub mod api;
+pub mod ws_errors;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -35,9 +36,13 @@ use crate::carrier::twilio::TwilioCodec;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
-/// Largest WebSocket message the transport accepts at all; the carrier codec
-/// applies the tighter `server.max_message_bytes` and survives what it rejects.
-const WS_TRANSPORT_LIMIT: usize = 1 << 20;
+/// How far over `server.max_message_bytes` the WebSocket transport still
+/// accepts a message (or frame). The carrier codec rejects anything over
+/// `max_message_bytes` and the call goes on; beyond this margin the transport
+/// refuses it with close code 1009. The limit is also what one connection can
+/// make tungstenite reserve by announcing a frame, so it stays near the size
+/// of a real carrier message (Twilio's are < 1 KiB), not megabytes.
+const WS_TRANSPORT_MARGIN: usize = 1024;
 
 /// The WebSocket read buffer. tungstenite zero-fills the free part of this
 /// buffer before every socket read, so its 128 KiB default costs a 128 KiB
@@ -130,9 +135,14 @@ async fn media_twilio(State(s): State<AppState>, ws: WebSocketUpgrade) -> Respon
     let services = s.calls.clone();
     let cancel = s.cancel_calls.child_token();
     let tracker = s.tracker.clone();
+    let transport_limit = s
+        .config
+        .server
+        .max_message_bytes
+        .saturating_add(WS_TRANSPORT_MARGIN);
     ws.read_buffer_size(WS_READ_BUFFER)
-        .max_message_size(WS_TRANSPORT_LIMIT)
-        .max_frame_size(WS_TRANSPORT_LIMIT)
+        .max_message_size(transport_limit)
+        .max_frame_size(transport_limit)
         .on_upgrade(move |socket| {
             tracker.track_future(async move {
                 run_call(socket, codec, services, cancel).await;
