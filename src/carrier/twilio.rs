@@ -583,7 +583,7 @@ mod tests {
             ),
             format!(r#"{{"event":{{"{number}":1}}}}"#),
             format!(r#"{{"event":"{number}"#),
-            format!(r#"{{"event":"dtmf","streamSid":"MZ123","dtmf":{{"digit":447700900123}}}}"#),
+            r#"{"event":"dtmf","streamSid":"MZ123","dtmf":{"digit":447700900123}}"#.to_string(),
             format!(
                 r#"{{"event":"start","start":{{"callSid":"CA1","mediaFormat":{{"sampleRate":"{number}"}}}}}}"#
             ),
