@@ -51,16 +51,51 @@ enum Command {
 
 const EXIT_CONFIG: u8 = 64;
 
+/// Third-party crates that log raw payloads at debug or trace: tungstenite
+/// prints every WebSocket message (a `start` carries the caller's number and
+/// name), hyper and h2 headers and bodies, reqwest provider requests, rustls
+/// handshakes, sqlx statements, axum rejection bodies. They reach us through
+/// tracing or, via tracing-subscriber's `log` bridge, through `log`.
+const PAYLOAD_LOGGERS: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "sqlx",
+    "axum",
+];
+
 fn init_tracing() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // `PAYLOAD_LOGGERS` stay at `info` or quieter whatever RUST_LOG says. This
+    // is a second filter that every event must also pass, not directives
+    // appended to RUST_LOG's: a more specific user directive
+    // (`tungstenite::protocol=trace`) would win over an appended
+    // `tungstenite=info`. Its level hint is the lower of the two, so `log`
+    // records stay switched off at the source when RUST_LOG is quieter.
+    let caps = PAYLOAD_LOGGERS.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |caps, target| caps.with_target(*target, LevelFilter::INFO),
+    );
     // Logs go to stderr: stdout carries only machine-readable lines
-    // ("listening on ADDR") for scripts and tests.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // ("listening on ADDR") for scripts and tests. Colour only on a terminal:
+    // escape codes in a file or a log collector are noise.
+    let stderr_layer = tracing_subscriber::fmt::layer()
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .init();
+        .with_filter(filter.and(caps));
+    tracing_subscriber::registry().with(stderr_layer).init();
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {

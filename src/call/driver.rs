@@ -531,7 +531,25 @@ async fn drive<T, C>(
                         session.handle_disconnect(now);
                     }
                     Some(Err(e)) => {
-                        debug!(error = %e, "carrier socket error");
+                        // A frame the WebSocket transport refused (not UTF-8,
+                        // over the size limit, bad opcode/framing) is the
+                        // carrier's malformed input: count it, say so, and
+                        // tell the carrier why with a close code. A dropped
+                        // connection is not: nothing to count or tell.
+                        // (tungstenite's error text quotes no payload.)
+                        match crate::http::ws_errors::protocol_close(&e) {
+                            Some((code, reason)) => {
+                                metrics.malformed_messages.fetch_add(1, Relaxed);
+                                warn!(error = %e, close_code = code, "carrier broke the websocket protocol: ending the call");
+                                // Bounded: a peer that stopped reading must not hold the call.
+                                let _ = tokio::time::timeout(
+                                    Duration::from_secs(1),
+                                    close(&mut socket, code, reason),
+                                )
+                                .await;
+                            }
+                            None => debug!(error = %e, "carrier socket error"),
+                        }
                         closing = true;
                         session.handle_disconnect(now);
                     }

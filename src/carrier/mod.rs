@@ -67,13 +67,17 @@ pub enum CarrierCommand {
 }
 
 /// Why a carrier message was rejected. The call goes on.
+///
+/// These messages are logged, so they quote at most a short, plain excerpt
+/// of carrier text (never a phone number or free text: those are masked by
+/// [`crate::pii::mask`]) and never serde's message, which quotes values.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CarrierError {
     /// Not JSON, or JSON of the wrong shape.
     #[error("malformed message: {0}")]
     Malformed(String),
-    /// An event name we do not know.
-    #[error("unknown event `{0}`")]
+    /// An event name we do not know (quoted or masked by the codec).
+    #[error("unknown event {0}")]
     UnknownEvent(String),
     /// The audio payload is not valid base64 / not whole samples / empty.
     #[error("bad media payload: {0}")]

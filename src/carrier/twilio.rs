@@ -90,6 +90,68 @@ fn is_safe_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Longest call, stream or account id accepted. Twilio's are 34 characters
+/// (`CA`/`MZ`/`AC` and 32 hex digits); other carriers and test emulators use
+/// other shapes, so the rule is `[A-Za-z0-9_-]{1,64}`. The ids go into every
+/// log line of the call (its span), so they must be short and plain.
+const MAX_ID_LEN: usize = 64;
+
+/// A call, stream or account id: 1–64 of `[A-Za-z0-9_-]`.
+fn is_carrier_id(s: &str) -> bool {
+    s.len() <= MAX_ID_LEN && is_safe_id(s)
+}
+
+/// The most characters of carrier text an error message quotes.
+const MAX_QUOTED: usize = 64;
+
+/// Carrier vocabulary (event names, encodings, digits): short runs of
+/// `[A-Za-z0-9_./*#+-]` with fewer than six digits, so never a phone number.
+fn is_plain_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./*#+-".contains(c))
+        && s.bytes().filter(u8::is_ascii_digit).count() < 6
+}
+
+/// Carrier text as an error message (and so a log line) may quote it: a plain
+/// word, cut to [`MAX_QUOTED`] characters, as it is; anything else (free text
+/// that may be a name, a phone number, control characters) masked by
+/// [`crate::pii::mask`], which shows only a length or a phone's last two digits.
+fn quoted(s: &str) -> String {
+    if !is_plain_word(s) {
+        return crate::pii::mask(s);
+    }
+    if s.len() <= MAX_QUOTED {
+        return format!("`{s}`");
+    }
+    // Plain words are ASCII: slicing at a byte index is a char boundary.
+    format!("`{}…` ({} chars)", &s[..MAX_QUOTED], s.len())
+}
+
+/// A JSON error, without serde's message: that quotes the offending value
+/// (`invalid type: string "+447700900123"`), which is carrier text.
+fn json_error(e: &serde_json::Error) -> CarrierError {
+    let what = match e.classify() {
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Eof => "truncated JSON",
+        serde_json::error::Category::Data => "JSON of the wrong shape",
+        serde_json::error::Category::Io => "unreadable JSON",
+    };
+    CarrierError::Malformed(format!("{what} at line {} column {}", e.line(), e.column()))
+}
+
+/// `field` of `start` must be a carrier id.
+fn check_id(field: &str, value: &str) -> Result<(), CarrierError> {
+    if is_carrier_id(value) {
+        Ok(())
+    } else {
+        Err(CarrierError::Malformed(format!(
+            "{field} is not 1–{MAX_ID_LEN} of [A-Za-z0-9_-] ({} bytes)",
+            value.len()
+        )))
+    }
+}
+
 /// The Twilio Media Streams codec for one call.
 #[derive(Debug)]
 pub struct TwilioCodec {
@@ -135,8 +197,7 @@ impl CarrierCodec for TwilioCodec {
         if text.len() > self.max_message_bytes {
             return Err(CarrierError::Oversize(text.len()));
         }
-        let msg: Inbound<'_> =
-            serde_json::from_str(text).map_err(|e| CarrierError::Malformed(e.to_string()))?;
+        let msg: Inbound<'_> = serde_json::from_str(text).map_err(|e| json_error(&e))?;
         match msg.event.as_ref() {
             "media" => {
                 self.check_stream(msg.stream_sid.as_ref())?;
@@ -189,8 +250,8 @@ impl CarrierCodec for TwilioCodec {
                         Ok(CallEvent::Dtmf(c))
                     }
                     _ => Err(CarrierError::Malformed(format!(
-                        "bad dtmf digit {:?}",
-                        dtmf.digit
+                        "bad dtmf digit {}",
+                        quoted(&dtmf.digit)
                     ))),
                 }
             }
@@ -206,18 +267,26 @@ impl CarrierCodec for TwilioCodec {
                     .map(Cow::into_owned)
                     .or(start.stream_sid)
                     .ok_or_else(|| CarrierError::Malformed("start without streamSid".into()))?;
-                if !is_safe_id(&sid) {
-                    return Err(CarrierError::Malformed(
-                        "streamSid has unexpected characters".into(),
-                    ));
+                check_id("streamSid", &sid)?;
+                check_id("callSid", &start.call_sid)?;
+                check_id("accountSid", &start.account_sid)?;
+                // Parameter names are logged as they are (the values masked).
+                if let Some(name) = start.custom_parameters.keys().find(|k| !is_carrier_id(k)) {
+                    return Err(CarrierError::Malformed(format!(
+                        "customParameters name is not 1–{MAX_ID_LEN} of [A-Za-z0-9_-] ({} bytes)",
+                        name.len()
+                    )));
                 }
                 if let Some(fmt) = &start.media_format {
                     let enc_ok = fmt.encoding.as_deref().is_none_or(|e| e == "audio/x-mulaw");
                     let rate_ok = fmt.sample_rate.is_none_or(|r| r == 8000);
                     if !enc_ok || !rate_ok {
                         return Err(CarrierError::Malformed(format!(
-                            "unsupported media format {:?} @ {:?}",
-                            fmt.encoding, fmt.sample_rate
+                            "unsupported media format {} @ {:?} Hz",
+                            fmt.encoding
+                                .as_deref()
+                                .map_or_else(|| "(none)".into(), quoted),
+                            fmt.sample_rate
                         )));
                     }
                 }
@@ -235,7 +304,7 @@ impl CarrierCodec for TwilioCodec {
             }
             "stop" => Ok(CallEvent::Stop),
             "connected" => Ok(CallEvent::Connected),
-            other => Err(CarrierError::UnknownEvent(other.chars().take(32).collect())),
+            other => Err(CarrierError::UnknownEvent(quoted(other))),
         }
     }
 
@@ -420,6 +489,124 @@ mod tests {
         out.clear();
         c.encode(&CarrierCommand::Clear, &mut out);
         assert_eq!(out, r#"{"event":"clear","streamSid":"MZ123"}"#);
+    }
+
+    /// The start message with one field of `start` replaced.
+    fn start_with(field: &str, value: &str) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(START).unwrap();
+        v["start"][field] = serde_json::Value::String(value.into());
+        if field == "streamSid" {
+            v["streamSid"] = serde_json::Value::String(value.into());
+        }
+        v.to_string()
+    }
+
+    #[test]
+    fn twilio_and_emulator_ids_start_a_call() {
+        let twilio = [
+            ("callSid", "CA0123456789abcdef0123456789abcdef"),
+            ("streamSid", "MZ0123456789abcdef0123456789abcdef"),
+            ("accountSid", "AC0123456789abcdef0123456789abcdef"),
+        ];
+        for (field, id) in twilio {
+            let mut c = TwilioCodec::new(65536);
+            let ev = c.parse_text(&start_with(field, id));
+            assert!(
+                matches!(ev, Ok(CallEvent::Start(_))),
+                "{field}={id}: {ev:?}"
+            );
+        }
+        let mut c = TwilioCodec::new(65536);
+        let ev = c.parse_text(&start_with("callSid", &"call_1-x".repeat(8)));
+        assert!(matches!(ev, Ok(CallEvent::Start(_))), "64 chars: {ev:?}");
+    }
+
+    #[test]
+    fn start_with_a_bad_id_is_rejected_and_starts_no_call() {
+        let long = "A".repeat(60_000);
+        for field in ["callSid", "streamSid", "accountSid"] {
+            for bad in [
+                long.as_str(),
+                "",
+                "CA 1",
+                "CA\u{1b}[31m",
+                "CA1\"}",
+                "+447700900123",
+                "CAé",
+                &"a".repeat(65),
+            ] {
+                let mut c = TwilioCodec::new(1 << 20);
+                let msg = start_with(field, bad);
+                let err = c
+                    .parse_text(&msg)
+                    .expect_err("a bad id must not start a call");
+                let text = err.to_string();
+                assert!(text.len() < 200, "{field}: {} chars of error", text.len());
+                assert!(!text.contains("7700900"), "{field}: {text}");
+                assert!(!text.chars().any(char::is_control), "{field}: {text:?}");
+                // No call started: media is still out of place.
+                assert!(matches!(
+                    c.parse_text(&media("AAAA")),
+                    Err(CarrierError::OutOfPlace(_))
+                ));
+            }
+        }
+        let mut c = TwilioCodec::new(65536);
+        let no_call_sid = START.replace(r#""callSid":"CA9","#, "");
+        assert!(
+            c.parse_text(&no_call_sid).is_err(),
+            "a start without callSid"
+        );
+    }
+
+    /// Everything a carrier can put in an error message is short, printable
+    /// and never a phone number.
+    #[test]
+    fn error_messages_carry_little_and_safe_carrier_text() {
+        let number = "+447700900123";
+        let huge = "e".repeat(60_000);
+        let cases = [
+            format!(r#"{{"event":"{huge}","streamSid":"MZ123"}}"#),
+            format!(r#"{{"event":"{number}","streamSid":"MZ123"}}"#),
+            format!(r#"{{"event":"call {number} now","streamSid":"MZ123"}}"#),
+            r#"{"event":"a\u001b[2Jb\n\r\u0000","streamSid":"MZ123"}"#.to_string(),
+            format!(r#"{{"event":"dtmf","streamSid":"MZ123","dtmf":{{"digit":"{number}"}}}}"#),
+            format!(r#"{{"event":"dtmf","streamSid":"MZ123","dtmf":{{"digit":"{huge}"}}}}"#),
+            r#"{"event":"dtmf","streamSid":"MZ123","dtmf":{"digit":"\u001b[1m"}}"#.to_string(),
+            // serde's own messages quote the offending value.
+            format!(
+                r#"{{"event":"dtmf","streamSid":"MZ123","dtmf":{{"digit":{{"x":"{number}"}}}}}}"#
+            ),
+            format!(
+                r#"{{"event":"media","streamSid":"MZ123","media":{{"payload":["{number}"]}}}}"#
+            ),
+            format!(r#"{{"event":{{"{number}":1}}}}"#),
+            format!(r#"{{"event":"{number}"#),
+            r#"{"event":"dtmf","streamSid":"MZ123","dtmf":{"digit":447700900123}}"#.to_string(),
+            format!(
+                r#"{{"event":"start","start":{{"callSid":"CA1","mediaFormat":{{"sampleRate":"{number}"}}}}}}"#
+            ),
+        ];
+        for msg in &cases {
+            let mut c = started();
+            let err = c.parse_text(msg).expect_err("rejected");
+            let text = err.to_string();
+            let shown = msg.chars().take(60).collect::<String>();
+            assert!(text.len() <= 160, "{shown}: {} chars: {text}", text.len());
+            assert!(!text.contains("7700900"), "{shown}: {text}");
+            assert!(!text.chars().any(char::is_control), "{shown}: {text:?}");
+            assert!(!text.contains('\u{1b}'), "{shown}: {text:?}");
+        }
+        // A plain unknown event name is still shown, for operators.
+        let mut c = started();
+        let err = c
+            .parse_text(r#"{"event":"dance","streamSid":"MZ123"}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("dance"), "{err}");
+        let mut c = TwilioCodec::new(65536);
+        let odd_format = START.replace("audio/x-mulaw", &format!("{huge}{number}"));
+        let text = c.parse_text(&odd_format).unwrap_err().to_string();
+        assert!(text.len() <= 160 && !text.contains("7700900"), "{text}");
     }
 
     proptest! {

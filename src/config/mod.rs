@@ -56,11 +56,18 @@ pub struct ServerConfig {
     pub drain_grace_s: u64,
     /// Largest carrier WebSocket message accepted, in bytes (default 65536, 1024–16777216).
     /// Larger messages are dropped, logged and counted; the call goes on.
+    /// The WebSocket transport refuses messages more than a little larger
+    /// than this outright (close code 1009).
     pub max_message_bytes: usize,
     /// Milliseconds an upgraded media WebSocket may take to send the
     /// stream's `start` before it is closed (default 5000, 100–60000). Only
     /// a started stream takes one of `max_calls`.
     pub start_timeout_ms: u64,
+    /// Milliseconds a client gets to send a complete HTTP request head after
+    /// connecting, or between requests on a kept-alive connection (default
+    /// 10000, 100–300000). A connection that does not is closed, so silent or
+    /// half-sent connections cannot pile up.
+    pub header_timeout_ms: u32,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +79,7 @@ impl Default for ServerConfig {
             drain_grace_s: 30,
             max_message_bytes: 64 * 1024,
             start_timeout_ms: 5000,
+            header_timeout_ms: 10_000,
         }
     }
 }
@@ -646,6 +654,13 @@ impl Config {
         )?;
         check_public_url(&srv.public_url)
             .map_err(|m| ConfigError::invalid("server.public_url", m))?;
+        check_ms(
+            "server.header_timeout_ms",
+            self.server.header_timeout_ms,
+            100,
+            300_000,
+            false,
+        )?;
         if self.business.timezone.parse::<chrono_tz::Tz>().is_err() {
             return Err(ConfigError::invalid(
                 "business.timezone",
@@ -877,6 +892,8 @@ mod tests {
         assert!(err("[vad]\nend_ms = 210\n").contains("multiple of 20"));
         assert!(err("[call]\nmax_ahead_ms = 100\n").contains("call.max_ahead_ms"));
         assert!(err("[business]\ntimezone = \"Mars/Olympus\"\n").contains("business.timezone"));
+        assert!(err("[server]\nheader_timeout_ms = 0\n").contains("server.header_timeout_ms"));
+        assert!(err("[server]\nheader_timeout_ms = 300001\n").contains("server.header_timeout_ms"));
         assert!(err("[providers.tts]\nkind = \"shouty\"\n").contains("providers.tts"));
         let e = err("[providers.llm]\nkind = \"scripted\"\nreply = 5\n");
         assert!(e.contains("`providers.llm.reply`"), "{e}");

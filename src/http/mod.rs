@@ -3,9 +3,11 @@
 //! [`serve`] takes an already-bound listener (tests bind port 0) and a
 //! shutdown future. On shutdown the server drains: `/readyz` turns 503, new
 //! media streams are refused, live calls get `server.drain_grace_s` to finish
-//! and are then cancelled, and only then does the HTTP server stop.
+//! and are then cancelled, and only then does the HTTP server stop. Every
+//! connection must send its request head within `server.header_timeout_ms`.
 
 pub mod api;
+pub mod ws_errors;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -17,13 +19,16 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
+use axum::serve::{Listener, ListenerExt};
 use axum::Router;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::app::App;
 use crate::call::{run_call, CallServices};
@@ -31,9 +36,13 @@ use crate::carrier::twilio::TwilioCodec;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
-/// Largest WebSocket message the transport accepts at all; the carrier codec
-/// applies the tighter `server.max_message_bytes` and survives what it rejects.
-const WS_TRANSPORT_LIMIT: usize = 1 << 20;
+/// How far over `server.max_message_bytes` the WebSocket transport still
+/// accepts a message (or frame). The carrier codec rejects anything over
+/// `max_message_bytes` and the call goes on; beyond this margin the transport
+/// refuses it with close code 1009. The limit is also what one connection can
+/// make tungstenite reserve by announcing a frame, so it stays near the size
+/// of a real carrier message (Twilio's are < 1 KiB), not megabytes.
+const WS_TRANSPORT_MARGIN: usize = 1024;
 
 /// The WebSocket read buffer. tungstenite zero-fills the free part of this
 /// buffer before every socket read, so its 128 KiB default costs a 128 KiB
@@ -130,21 +139,38 @@ async fn media_twilio(State(s): State<AppState>, ws: WebSocketUpgrade) -> Respon
     let services = s.calls.clone();
     let cancel = s.cancel_calls.child_token();
     let tracker = s.tracker.clone();
+    let transport_limit = s
+        .config
+        .server
+        .max_message_bytes
+        .saturating_add(WS_TRANSPORT_MARGIN);
     ws.read_buffer_size(WS_READ_BUFFER)
-        .max_message_size(WS_TRANSPORT_LIMIT)
-        .max_frame_size(WS_TRANSPORT_LIMIT)
+        .max_message_size(transport_limit)
+        .max_frame_size(transport_limit)
         .on_upgrade(move |socket| {
             tracker.track_future(run_call(socket, codec, services, slots, cancel))
         })
 }
 
 /// Serve `state` on `listener` until `shutdown` resolves, then drain.
+///
+/// Each accepted connection gets `server.header_timeout_ms` to deliver a
+/// complete request head, counted from the accept (before hyper even knows
+/// the protocol) and again between kept-alive requests, so silent or
+/// half-sent connections cannot pile up. Upgraded WebSockets leave the HTTP
+/// connection behind and are bounded by the call, not by this.
+///
+/// Drain order: `/readyz` turns 503 and new media streams are refused while
+/// the listener still answers; live calls get `server.drain_grace_s`, are then
+/// cancelled and waited for (bounded); only then does the listener close, every
+/// HTTP connection shut down gracefully, and this return once they are gone.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(state.config.server.drain_grace_s);
+    let header_timeout = Duration::from_millis(u64::from(state.config.server.header_timeout_ms));
     let drain_state = state.clone();
     let drained = async move {
         shutdown.await;
@@ -162,14 +188,92 @@ pub async fn serve(
         }
         info!("drained");
     };
+    tokio::pin!(drained);
     // Media is small writes every 20 ms: never let Nagle hold one back waiting
     // for an ACK.
-    let listener = listener.tap_io(|tcp| {
+    let mut listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             warn!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(drained)
-        .await
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let builder = Arc::new(builder);
+    let app = router(state);
+    let connections = TaskTracker::new();
+    let close_connections = CancellationToken::new();
+    loop {
+        let tcp = tokio::select! {
+            // `Listener::accept` retries accept errors (e.g. out of file
+            // descriptors) after a pause instead of returning them.
+            (tcp, _peer) = Listener::accept(&mut listener) => tcp,
+            () = &mut drained => break,
+        };
+        connections.spawn(serve_connection(
+            builder.clone(),
+            tcp,
+            app.clone(),
+            header_timeout,
+            close_connections.clone(),
+        ));
+    }
+    drop(listener);
+    close_connections.cancel();
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// One HTTP connection, until it closes, upgrades, or fails to send a
+/// request head within `header_timeout`.
+async fn serve_connection(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    tcp: TcpStream,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    // hyper's own header timeout starts only once it has told HTTP/1 from
+    // HTTP/2 by the first bytes, so a connection that sends nothing (or a
+    // prefix of the HTTP/2 preface) would wait forever: this bounds the wait
+    // for the first request head from the accept.
+    let got_request = Arc::new(AtomicBool::new(false));
+    let service = {
+        let got_request = got_request.clone();
+        let app = TowerToHyperService::new(app);
+        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            got_request.store(true, Relaxed);
+            hyper::service::Service::call(&app, req)
+        })
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+    tokio::pin!(conn);
+    let first_request = tokio::time::sleep(header_timeout);
+    tokio::pin!(first_request);
+    let mut awaiting_first = true;
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    debug!(error = %e, "http connection ended with an error");
+                }
+                return;
+            }
+            () = &mut first_request, if awaiting_first => {
+                awaiting_first = false;
+                if !got_request.load(Relaxed) {
+                    debug!(timeout_ms = header_timeout.as_millis() as u64, "no request head in time: closing the connection");
+                    return;
+                }
+            }
+            () = shutdown.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
 }
