@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use frontdesk::app::{App, AppError};
@@ -168,6 +169,23 @@ async fn serve(config: Config, env: Env, listen: Option<std::net::SocketAddr>) -
     // A machine-readable line for scripts and tests that bind port 0.
     println!("listening on {local}");
     let state = frontdesk::http::AppState::new(&app);
+    // Recordings past their retention are deleted hourly, off the runtime.
+    let dir = app.config.recording.dir.clone();
+    let keep = Duration::from_secs(u64::from(app.config.recording.retention_days) * 86_400);
+    tokio::spawn(async move {
+        loop {
+            let dir = dir.clone();
+            let swept = tokio::task::spawn_blocking(move || {
+                frontdesk::call::recording::sweep(&dir, keep, std::time::SystemTime::now())
+            })
+            .await
+            .unwrap_or(0);
+            if swept > 0 {
+                tracing::info!(swept, "old recordings deleted");
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    });
     match frontdesk::http::serve(listener, state, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

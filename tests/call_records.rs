@@ -276,3 +276,80 @@ async fn a_call_task_that_fails_is_ended_on_record_as_an_error() {
     assert_eq!(calls[0].status, "error");
     assert!(calls[0].ended_at.is_some());
 }
+
+/// A recorded call leaves a playable Ogg Opus file, named in its activity log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_call_leaves_an_ogg_opus_file_linked_from_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("r.db").display());
+    let mut cfg = support::quiet_config();
+    cfg.storage.url = Some(url.clone());
+    cfg.call.greeting = "Thanks for calling.".into();
+    cfg.recording.dir = dir.path().join("recordings");
+    let (addr, stop, task) = support::start(cfg.clone()).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/media/twilio"))
+        .await
+        .unwrap();
+    ws.send(Message::text(format!(
+        r#"{{"event":"start","streamSid":"{SID}","start":{{"accountSid":"AC1","streamSid":"{SID}","callSid":"CArecorded","customParameters":{{"record":"true"}}}}}}"#
+    )))
+    .await
+    .unwrap();
+    // Two seconds of caller audio while the greeting plays.
+    let voice = fixture("demo_request.wav");
+    for (k, f) in voice.chunks_exact(FRAME_SAMPLES).take(100).enumerate() {
+        let mut ulaw = Vec::new();
+        g711::encode_ulaw_into(f, &mut ulaw);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&ulaw);
+        ws.send(Message::text(format!(
+            r#"{{"event":"media","streamSid":"{SID}","media":{{"track":"inbound","chunk":"{k}","timestamp":"{}","payload":"{b64}"}}}}"#,
+            k * 20
+        )))
+        .await
+        .unwrap();
+    }
+    ws.send(Message::text(format!(
+        r#"{{"event":"stop","streamSid":"{SID}"}}"#
+    )))
+    .await
+    .unwrap();
+    while let Some(Ok(m)) = ws.next().await {
+        if matches!(m, Message::Close(_)) {
+            break;
+        }
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("server stopped")
+        .unwrap();
+    let file = dir.path().join("recordings").join("CArecorded.ogg");
+    let bytes = std::fs::read(&file).expect("the recording exists");
+    let (rate, _, packets, _) =
+        frontdesk::audio::ogg::read_ogg_opus(&bytes).expect("a valid Ogg Opus file");
+    assert_eq!(rate, 8000);
+    assert_eq!(packets.len(), 100, "one 20 ms packet per caller frame");
+    let store = frontdesk::store::Store::connect(&url, &cfg.storage)
+        .await
+        .unwrap();
+    let calls = store.list_calls(None, 10).await.unwrap();
+    assert!(calls[0]
+        .events
+        .iter()
+        .any(|e| e.kind == "recording" && e.detail == "CArecorded.ogg"));
+    if std::process::Command::new("opusinfo")
+        .arg("-h")
+        .output()
+        .is_ok()
+    {
+        let out = std::process::Command::new("opusinfo")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

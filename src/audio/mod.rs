@@ -5,6 +5,7 @@
 //! here does I/O except [`wav`], which reads files at start-up only.
 
 pub mod g711;
+pub mod ogg;
 pub mod opus;
 pub mod resample;
 pub mod wav;
@@ -29,6 +30,12 @@ pub enum AudioError {
     /// ratio).
     #[error("unsupported sample rate {0} Hz")]
     UnsupportedRate(u32),
+    /// An Ogg stream that is truncated, corrupt (CRC) or not Ogg Opus.
+    #[error("Ogg: {0}")]
+    Format(String),
+    /// Reading or writing a file failed.
+    #[error("I/O: {0}")]
+    Io(String),
 }
 
 /// Telephone sample rate.

@@ -32,12 +32,13 @@ use tracing::{debug, info, warn, Instrument};
 use super::conversation::{ConversationFactory, ScriptedConversations};
 use super::core::{CoreConfig, Observation};
 use super::record::Recorder;
+use super::recording::CallRecording;
 use super::reply::{run_reply, Voice};
 use super::session::{Output, Record, Session, SessionConfig};
 use super::tools::{NoTools, StoreBackedTools, ToolExecutor, ToolRunner};
 use crate::app::App;
 use crate::audio::PHONE_RATE;
-use crate::carrier::{CallEvent, CarrierCodec, StreamStart};
+use crate::carrier::{CallEvent, CarrierCodec, CarrierCommand, StreamStart};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -415,6 +416,33 @@ async fn drive<T, C>(
     tokio::pin!(cancelled);
     let now = || tokio::time::Instant::now().into_std();
 
+    // Recorded when the routing plan asked (`record` parameter) or always.
+    let wants_recording = cfg.recording.always
+        || start
+            .custom_parameters
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("record") && v.expose().trim() == "true");
+    let mut recording = None;
+    let mut recording_name = None;
+    if wants_recording {
+        match CallRecording::start(
+            &cfg.recording.dir,
+            &start.call_sid,
+            metrics.clone(),
+            &services.tracker,
+        ) {
+            Ok(r) => {
+                let name = r
+                    .path()
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                recording_name = Some(name);
+                recording = Some(r);
+            }
+            Err(e) => warn!(error = %e, "cannot record this call"),
+        }
+    }
     session.handle_event(CallEvent::Start(start), now());
     loop {
         // Carry out everything the session decided, then flush once.
@@ -424,6 +452,13 @@ async fn drive<T, C>(
                 Output::Send(cmd) => {
                     if closing {
                         continue;
+                    }
+                    if let Some(r) = recording.as_mut() {
+                        match &cmd {
+                            CarrierCommand::Media(pcm) => r.bot(pcm),
+                            CarrierCommand::Clear => r.clear(),
+                            CarrierCommand::Mark(_) => {}
+                        }
                     }
                     let mut text = String::new();
                     codec.encode(&cmd, &mut text);
@@ -470,8 +505,13 @@ async fn drive<T, C>(
                     if let Record::Ended(reason) = &r {
                         debug!(?reason, "call ending");
                     }
+                    let started = matches!(r, Record::Started(_));
                     if let Some(rec) = recorder.as_mut() {
                         rec.record(r);
+                        // Named in the record once the call row exists.
+                        if let (true, Some(name)) = (started, recording_name.take()) {
+                            rec.record(Record::Recording(name));
+                        }
                     }
                 }
                 Output::Observe(o) => observe(&metrics, o),
@@ -512,6 +552,9 @@ async fn drive<T, C>(
                         Ok(ev) => {
                             if let CallEvent::Media { pcm, .. } = &ev {
                                 counts.frames_in += 1;
+                                if let Some(r) = recording.as_mut() {
+                                    r.caller(pcm);
+                                }
                                 if stt_wants_audio {
                                     counts.dropped += stt.audio(pcm);
                                 }

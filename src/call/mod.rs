@@ -15,6 +15,7 @@ pub mod driver;
 #[cfg(test)]
 mod driver_tests;
 pub mod record;
+pub mod recording;
 pub mod reply;
 pub mod session;
 #[cfg(test)]

@@ -175,6 +175,9 @@ async fn write_one(
                 .add_call_event(id, at, "tool_finished", &detail)
                 .await?;
         }
+        Record::Recording(file) => {
+            store.add_call_event(id, at, "recording", &file).await?;
+        }
         Record::HandOff { target, summary } => {
             let detail = serde_json::json!({ "target": target, "summary": summary }).to_string();
             store.add_call_event(id, at, "handoff", &detail).await?;

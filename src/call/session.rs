@@ -68,6 +68,8 @@ pub enum Record {
     ToolStarted(ToolJob),
     /// A tool job finished.
     ToolFinished(ToolOutcome),
+    /// The call is being recorded to this file (named in the activity log).
+    Recording(String),
     /// The conversation hands the caller to people.
     HandOff {
         /// Who should take it.

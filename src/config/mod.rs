@@ -37,6 +37,8 @@ pub struct Config {
     pub vad: VadConfig,
     /// `[call]`: greeting, playout pacing, timeouts.
     pub call: CallConfig,
+    /// `[recording]`: where recordings of the calls frontdesk answers go.
+    pub recording: RecordingConfig,
     /// `[providers.stt|llm|tts]`.
     pub providers: ProvidersConfig,
 }
@@ -130,6 +132,30 @@ impl Default for VadConfig {
             barge_in_min_ms: 300,
             mode: 2,
             energy_floor_dbfs: -50.0,
+        }
+    }
+}
+
+/// `[recording]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Directory of the Ogg Opus files, one per recorded call (default
+    /// `recordings`, relative to the config file).
+    pub dir: PathBuf,
+    /// Days a recording is kept before it is deleted (default 90, 1–3650).
+    pub retention_days: u32,
+    /// Record every call frontdesk answers, not only those whose stream
+    /// carries the `record` parameter (default false).
+    pub always: bool,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            dir: PathBuf::from("recordings"),
+            retention_days: 90,
+            always: false,
         }
     }
 }
@@ -513,6 +539,9 @@ impl Config {
 
     /// Relative paths in the file are relative to the file itself.
     fn resolve_relative_paths(&mut self, base: &Path) {
+        if self.recording.dir.is_relative() {
+            self.recording.dir = base.join(&self.recording.dir);
+        }
         let TtsConfig::Scripted(tts) = &mut self.providers.tts;
         if let Some(p) = &tts.audio {
             if p.is_relative() {
@@ -610,6 +639,13 @@ impl Config {
             1000,
             3_600_000,
             "ms",
+        )?;
+        check_range(
+            "recording.retention_days",
+            u64::from(self.recording.retention_days),
+            1,
+            3650,
+            "days",
         )?;
         let srv = &self.server;
         check_range(
