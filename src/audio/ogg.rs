@@ -89,11 +89,13 @@ impl<W: Write> OggOpusWriter<W> {
 
     /// Add one encoded packet (a frame of `frame_ms`).
     pub fn push(&mut self, packet: Vec<u8>) -> Result<(), AudioError> {
-        self.granule += self.per_packet;
-        self.packets.push(packet);
+        // A full page is written only when more audio follows, so the last
+        // page (flagged end-of-stream by `finish`) always carries packets.
         if self.packets.len() >= PACKETS_PER_PAGE {
             self.flush_page(false)?;
         }
+        self.packets.push(packet);
+        self.granule += self.per_packet;
         Ok(())
     }
 
