@@ -29,6 +29,8 @@ const BACKUP_AI: &str = "+442079460001";
 const VOICEMAIL: &str = "+442079460002";
 /// AI answers first; transfers ring Sam.
 const PRIMARY_AI: &str = "+442079460003";
+/// A phone menu with an on-call rotation behind key 2.
+const MENU: &str = "+442079460004";
 
 fn config() -> Config {
     let text = format!(
@@ -62,6 +64,21 @@ fn config() -> Config {
         ai_mode = "primary"
         team_member = "sam"
         team_member_devices = ["web", "phone"]
+        [[ivr]]
+        id = "main"
+        prompt = "Press 1 for sales, 2 for the on-call engineer."
+        retries = 1
+        [ivr.options]
+        "1" = "ring"
+        "2" = "oncall:support"
+        [[oncall]]
+        id = "support"
+        members = ["alex", "sam"]
+        accept_wait_s = 8
+        [[numbers]]
+        e164 = "{MENU}"
+        ivr = "main"
+        team_member = "alex"
         "#
     );
     let mut c = Config::from_toml(&text).expect("config");
@@ -125,10 +142,7 @@ impl Tw {
 
     async fn send(&self, url: &str, params: &[(&str, &str)], sig: Option<&str>) -> (u16, String) {
         let path = url.strip_prefix(PUBLIC).expect("a public URL");
-        let mut r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .form(params);
+        let mut r = self.http.post(format!("{}{path}", self.base)).form(params);
         if let Some(s) = sig {
             r = r.header("X-Twilio-Signature", s);
         }
@@ -234,7 +248,11 @@ async fn ring_then_every_dial_status(db: common::TestDb) {
             .collect();
         assert_eq!(
             nouns,
-            [("Client", "alex"), ("Number", "+447700900001"), ("Client", "sam")]
+            [
+                ("Client", "alex"),
+                ("Number", "+447700900001"),
+                ("Client", "sam")
+            ]
         );
         // Call connect: every answering leg is screened.
         assert!(dial.children.iter().all(|n| n
@@ -251,12 +269,17 @@ async fn ring_then_every_dial_status(db: common::TestDb) {
             continue;
         }
         // Stage 3: the AI in backup mode, with a signed, expiring token.
-        let connect = next.find("Connect").unwrap_or_else(|| panic!("{status}: {next:?}"));
+        let connect = next
+            .find("Connect")
+            .unwrap_or_else(|| panic!("{status}: {next:?}"));
         assert!(connect
             .attr("action")
             .is_some_and(|a| a.starts_with(&format!("{PUBLIC}/twilio/after-stream"))));
         let stream = connect.find("Stream").expect("stream");
-        assert_eq!(stream.attr("url"), Some("wss://frontdesk.example/media/twilio"));
+        assert_eq!(
+            stream.attr("url"),
+            Some("wss://frontdesk.example/media/twilio")
+        );
         let params = stream_params(stream);
         let ctx = verify_stream_token(&params, &key, now).expect("valid token");
         assert_eq!(ctx.call_sid, sid);
@@ -273,9 +296,16 @@ async fn ring_then_every_dial_status(db: common::TestDb) {
     for i in 0..4 {
         let sid = format!("CArepeat{i:024}");
         let doc = tw
-            .twiml(&format!("{PUBLIC}/twilio/voice"), &voice_params_from(&sid, repeat, BACKUP_AI))
+            .twiml(
+                &format!("{PUBLIC}/twilio/voice"),
+                &voice_params_from(&sid, repeat, BACKUP_AI),
+            )
             .await;
-        let action = doc.find("Dial").and_then(|d| d.attr("action")).expect("dial").to_string();
+        let action = doc
+            .find("Dial")
+            .and_then(|d| d.attr("action"))
+            .expect("dial")
+            .to_string();
         let mut p = voice_params_from(&sid, repeat, BACKUP_AI);
         p.push(("DialCallStatus", "no-answer"));
         let next = tw.twiml(&action, &p).await;
@@ -286,18 +316,33 @@ async fn ring_then_every_dial_status(db: common::TestDb) {
     // The voicemail number: stage 3 is the location greeting and a recording.
     let sid = "CA11111111111111111111111111111111";
     let doc = tw
-        .twiml(&format!("{PUBLIC}/twilio/voice"), &voice_params(sid, VOICEMAIL))
+        .twiml(
+            &format!("{PUBLIC}/twilio/voice"),
+            &voice_params(sid, VOICEMAIL),
+        )
         .await;
-    let action = doc.find("Dial").and_then(|d| d.attr("action")).expect("dial").to_string();
+    let action = doc
+        .find("Dial")
+        .and_then(|d| d.attr("action"))
+        .expect("dial")
+        .to_string();
     let mut p = voice_params(sid, VOICEMAIL);
     p.push(("DialCallStatus", "no-answer"));
     let vm = tw.twiml(&action, &p).await;
     assert_eq!(vm.child_names(), ["Say", "Record", "Hangup"]);
     assert_eq!(vm.children[0].text, "You have reached the Demo Co.");
-    let rec_action = vm.find("Record").and_then(|r| r.attr("action")).expect("record action").to_string();
+    let rec_action = vm
+        .find("Record")
+        .and_then(|r| r.attr("action"))
+        .expect("record action")
+        .to_string();
     let mut p = voice_params(sid, VOICEMAIL);
     let rec_url = "https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE1";
-    p.extend([("RecordingUrl", rec_url), ("RecordingDuration", "14"), ("Digits", "hangup")]);
+    p.extend([
+        ("RecordingUrl", rec_url),
+        ("RecordingDuration", "14"),
+        ("Digits", "hangup"),
+    ]);
     let bye = tw.twiml(&rec_action, &p).await;
     assert_eq!(bye.child_names(), ["Say", "Hangup"]);
     // A retried callback stores nothing twice.
@@ -308,7 +353,11 @@ async fn ring_then_every_dial_status(db: common::TestDb) {
     assert_eq!(vms.len(), 1);
     assert_eq!(vms[0].recording_url, rec_url);
     assert_eq!(vms[0].duration_ms, Some(14_000));
-    let contact = store.contact_by_phone(CALLER).await.expect("db").expect("contact");
+    let contact = store
+        .contact_by_phone(CALLER)
+        .await
+        .expect("db")
+        .expect("contact");
     assert_eq!(vms[0].contact_id.as_deref(), Some(contact.id.as_str()));
     let leads = store
         .list_leads(&frontdesk::store::LeadFilter {
@@ -322,16 +371,32 @@ async fn ring_then_every_dial_status(db: common::TestDb) {
         .find(|l| l.call_sid.as_deref() == Some(sid))
         .expect("a lead for the voicemail");
     assert_eq!(lead.tier.as_deref(), Some("C"));
-    assert!(lead.notes.as_ref().is_some_and(|n| n.expose().contains(rec_url)));
+    assert!(lead
+        .notes
+        .as_ref()
+        .is_some_and(|n| n.expose().contains(rec_url)));
     let listed = tw.call(sid).await;
     let k = kinds(&listed);
-    for want in ["inbound", "ring_attempt", "no_answer", "voicemail_offered", "voicemail"] {
+    for want in [
+        "inbound",
+        "ring_attempt",
+        "no_answer",
+        "voicemail_offered",
+        "voicemail",
+    ] {
         assert!(k.iter().any(|x| x == want), "{want} in {k:?}");
     }
     // The log never holds a raw phone number.
-    assert!(!listed["events"].to_string().contains("7700900"), "{}", listed["events"]);
+    assert!(
+        !listed["events"].to_string().contains("7700900"),
+        "{}",
+        listed["events"]
+    );
 }
-on_both_databases!(ring_then_every_dial_status_sqlite_and_pg, crate::ring_then_every_dial_status);
+on_both_databases!(
+    ring_then_every_dial_status_sqlite_and_pg,
+    crate::ring_then_every_dial_status
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_or_unsigned_requests_get_403_and_change_nothing() {
@@ -354,20 +419,41 @@ async fn forged_or_unsigned_requests_get_403_and_change_nothing() {
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(b"not-the-token").expect("key");
         mac.update(url.as_bytes());
         let other = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-        assert_eq!(tw.send(&url, &params, Some(&other)).await.0, 403, "{path} other token");
+        assert_eq!(
+            tw.send(&url, &params, Some(&other)).await.0,
+            403,
+            "{path} other token"
+        );
         // Signed for the loopback address instead of server.public_url.
         let wrong = sign(&format!("{}{path}", tw.base), &params);
-        assert_eq!(tw.send(&url, &params, Some(&wrong)).await.0, 403, "{path} wrong url");
+        assert_eq!(
+            tw.send(&url, &params, Some(&wrong)).await.0,
+            403,
+            "{path} wrong url"
+        );
         // A parameter changed after signing.
         let good = sign(&url, &params);
         let mut tampered = params.clone();
         tampered[2] = ("From", "+447700900999");
-        assert_eq!(tw.send(&url, &tampered, Some(&good)).await.0, 403, "{path} tampered");
+        assert_eq!(
+            tw.send(&url, &tampered, Some(&good)).await.0,
+            403,
+            "{path} tampered"
+        );
     }
-    assert!(tw.services.store.call_by_sid(sid).await.expect("db").is_none());
+    assert!(tw
+        .services
+        .store
+        .call_by_sid(sid)
+        .await
+        .expect("db")
+        .is_none());
     assert!(tw.calls().await.is_empty());
     // The same request correctly signed is served.
-    assert_eq!(tw.post(&format!("{PUBLIC}/twilio/voice"), &params).await.0, 200);
+    assert_eq!(
+        tw.post(&format!("{PUBLIC}/twilio/voice"), &params).await.0,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,7 +462,10 @@ async fn status_callbacks_per_leg_land_in_the_activity_log() {
     let tw = spawn(&db).await;
     let sid = "CA33333333333333333333333333333333";
     let doc = tw
-        .twiml(&format!("{PUBLIC}/twilio/voice"), &voice_params(sid, VOICEMAIL))
+        .twiml(
+            &format!("{PUBLIC}/twilio/voice"),
+            &voice_params(sid, VOICEMAIL),
+        )
         .await;
     let status_url = doc
         .find("Client")
@@ -384,16 +473,37 @@ async fn status_callbacks_per_leg_land_in_the_activity_log() {
         .expect("status callback on the leg")
         .to_string();
     assert_eq!(
-        doc.find("Client").and_then(|c| c.attr("statusCallbackEvent")),
+        doc.find("Client")
+            .and_then(|c| c.attr("statusCallbackEvent")),
         Some("initiated ringing answered completed")
     );
     for (leg, st, ts) in [
-        ("client:alex", "initiated", "Mon, 30 Nov 2026 10:00:01 +0000"),
+        (
+            "client:alex",
+            "initiated",
+            "Mon, 30 Nov 2026 10:00:01 +0000",
+        ),
         ("client:alex", "ringing", "Mon, 30 Nov 2026 10:00:02 +0000"),
-        ("+442079460000", "ringing", "Mon, 30 Nov 2026 10:00:02 +0000"),
-        ("+442079460000", "no-answer", "Mon, 30 Nov 2026 10:00:22 +0000"),
-        ("client:alex", "in-progress", "Mon, 30 Nov 2026 10:00:09 +0000"),
-        ("client:alex", "completed", "Mon, 30 Nov 2026 10:03:00 +0000"),
+        (
+            "+442079460000",
+            "ringing",
+            "Mon, 30 Nov 2026 10:00:02 +0000",
+        ),
+        (
+            "+442079460000",
+            "no-answer",
+            "Mon, 30 Nov 2026 10:00:22 +0000",
+        ),
+        (
+            "client:alex",
+            "in-progress",
+            "Mon, 30 Nov 2026 10:00:09 +0000",
+        ),
+        (
+            "client:alex",
+            "completed",
+            "Mon, 30 Nov 2026 10:03:00 +0000",
+        ),
     ] {
         let p = [
             ("CallSid", "CAchild0000000000000000000000000"),
@@ -405,7 +515,10 @@ async fn status_callbacks_per_leg_land_in_the_activity_log() {
         ];
         let (code, body) = tw.post(&status_url, &p).await;
         assert_eq!(code, 200, "{body}");
-        assert_eq!(xml::parse(&body).expect("xml").child_names(), Vec::<&str>::new());
+        assert_eq!(
+            xml::parse(&body).expect("xml").child_names(),
+            Vec::<&str>::new()
+        );
     }
     let call = tw.call(sid).await;
     let events = call["events"].as_array().cloned().unwrap_or_default();
@@ -416,9 +529,18 @@ async fn status_callbacks_per_leg_land_in_the_activity_log() {
             .unwrap_or_else(|| panic!("{kind} {detail} in {events:?}"))
             .clone()
     };
-    assert_eq!(find("ring_attempt", "ringing: client:alex")["at"], "2026-11-30T10:00:02Z");
-    assert_eq!(find("no_answer", "no-answer: +…00")["at"], "2026-11-30T10:00:22Z");
-    assert_eq!(find("answered", "in-progress: client:alex")["at"], "2026-11-30T10:00:09Z");
+    assert_eq!(
+        find("ring_attempt", "ringing: client:alex")["at"],
+        "2026-11-30T10:00:02Z"
+    );
+    assert_eq!(
+        find("no_answer", "no-answer: +…00")["at"],
+        "2026-11-30T10:00:22Z"
+    );
+    assert_eq!(
+        find("answered", "in-progress: client:alex")["at"],
+        "2026-11-30T10:00:09Z"
+    );
     find("leg_completed", "completed");
     assert!(!call["events"].to_string().contains("2079460000"));
 }
@@ -432,11 +554,17 @@ async fn warm_transfer_whisper_no_accept_back_to_the_ai() {
     let sid = "CA44444444444444444444444444444444";
     // Stage 1: the AI answers.
     let doc = tw
-        .twiml(&format!("{PUBLIC}/twilio/voice"), &voice_params(sid, PRIMARY_AI))
+        .twiml(
+            &format!("{PUBLIC}/twilio/voice"),
+            &voice_params(sid, PRIMARY_AI),
+        )
         .await;
     let connect = doc.find("Connect").expect("primary AI");
     let params = stream_params(connect.find("Stream").expect("stream"));
-    assert_eq!(verify_stream_token(&params, &key, now).expect("token").mode, "primary");
+    assert_eq!(
+        verify_stream_token(&params, &key, now).expect("token").mode,
+        "primary"
+    );
     let after = connect.attr("action").expect("after-stream").to_string();
 
     // The media session decides on a transfer: it writes the hand-off and
@@ -444,14 +572,20 @@ async fn warm_transfer_whisper_no_accept_back_to_the_ai() {
     let store = &tw.services.store;
     let call = store.call_by_sid(sid).await.expect("db").expect("call");
     let detail = r#"{"target": "ring", "summary": "Jo Bloggs, new demo enquiry, tier B, 15-person sales team"}"#;
-    assert!(store.add_call_event(&call.id, now, "handoff", detail).await.expect("db"));
+    assert!(store
+        .add_call_event(&call.id, now, "handoff", detail)
+        .await
+        .expect("db"));
 
     // Twilio fetches the next step: the transfer ring, every leg screened.
     let ring = tw.twiml(&after, &voice_params(sid, PRIMARY_AI)).await;
     let dial = ring.find("Dial").expect("transfer ring");
     let nouns: Vec<&str> = dial.children.iter().map(|n| n.text.as_str()).collect();
     assert_eq!(nouns, ["sam", "+447700900002"]);
-    let whisper_url = dial.children[1].attr("url").expect("whisper url").to_string();
+    let whisper_url = dial.children[1]
+        .attr("url")
+        .expect("whisper url")
+        .to_string();
     let dial_action = dial.attr("action").expect("action").to_string();
 
     // Sam's phone answers: the whisper summary and press-a-key.
@@ -463,7 +597,11 @@ async fn warm_transfer_whisper_no_accept_back_to_the_ai() {
         ("CallStatus", "in-progress"),
     ];
     let w = tw.twiml(&whisper_url, &leg).await;
-    assert_eq!(w.child_names(), ["Gather", "Hangup"], "no key → the leg hangs up");
+    assert_eq!(
+        w.child_names(),
+        ["Gather", "Hangup"],
+        "no key → the leg hangs up"
+    );
     let gather = w.find("Gather").expect("gather");
     assert_eq!(gather.attr("numDigits"), Some("1"));
     assert_eq!(
@@ -474,7 +612,10 @@ async fn warm_transfer_whisper_no_accept_back_to_the_ai() {
     let accept = gather.attr("action").expect("accept").to_string();
     let mut pressed = leg.to_vec();
     pressed.push(("Digits", "5"));
-    assert_eq!(tw.twiml(&accept, &pressed).await.child_names(), Vec::<&str>::new());
+    assert_eq!(
+        tw.twiml(&accept, &pressed).await.child_names(),
+        Vec::<&str>::new()
+    );
 
     // Nobody accepted: the caller goes back to the AI, which is told so.
     let mut p = voice_params(sid, PRIMARY_AI);
@@ -486,11 +627,28 @@ async fn warm_transfer_whisper_no_accept_back_to_the_ai() {
     assert_eq!(ctx.call_sid, sid);
 
     // The AI closes again without a new hand-off: the old one is not replayed.
-    let again = back.find("Connect").and_then(|c| c.attr("action")).expect("action").to_string();
-    assert_eq!(tw.twiml(&again, &voice_params(sid, PRIMARY_AI)).await.child_names(), ["Hangup"]);
+    let again = back
+        .find("Connect")
+        .and_then(|c| c.attr("action"))
+        .expect("action")
+        .to_string();
+    assert_eq!(
+        tw.twiml(&again, &voice_params(sid, PRIMARY_AI))
+            .await
+            .child_names(),
+        ["Hangup"]
+    );
 
     let k = kinds(&tw.call(sid).await);
-    for want in ["ai", "transfer", "screening", "screen_accepted", "no_answer", "transfer_failed", "stream_closed"] {
+    for want in [
+        "ai",
+        "transfer",
+        "screening",
+        "screen_accepted",
+        "no_answer",
+        "transfer_failed",
+        "stream_closed",
+    ] {
         assert!(k.iter().any(|x| x == want), "{want} in {k:?}");
     }
 }
@@ -502,4 +660,98 @@ async fn numbers_need_the_twilio_auth_token() {
     assert!(e.to_string().contains(env::TWILIO_AUTH_TOKEN), "{e}");
     let env = env.with(env::TWILIO_AUTH_TOKEN, AUTH);
     frontdesk::app::App::validate(&config(), &env).expect("valid with the token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn menu_key_to_oncall_rotation_then_voicemail_alert() {
+    let db = common::TestDb::sqlite().await;
+    let tw = spawn(&db).await;
+    let sid = "CA55555555555555555555555555555555";
+    let menu = tw
+        .twiml(&format!("{PUBLIC}/twilio/voice"), &voice_params(sid, MENU))
+        .await;
+    let gather = menu.find("Gather").expect("menu");
+    let action = gather.attr("action").expect("action").to_string();
+    // A wrong key: the apology, then the menu again.
+    let mut p = voice_params(sid, MENU);
+    p.push(("Digits", "7"));
+    let again = tw.twiml(&action, &p).await;
+    assert_eq!(again.child_names(), ["Say", "Gather"]);
+    assert_eq!(again.children[0].text, "Sorry, that is not an option.");
+    let action = again
+        .find("Gather")
+        .and_then(|g| g.attr("action"))
+        .expect("action")
+        .to_string();
+    assert!(action.contains("attempt=1"), "{action}");
+    // Key 2: the on-call rotation, one phone at a time.
+    let mut p = voice_params(sid, MENU);
+    p.push(("Digits", "2"));
+    let mut step = tw.twiml(&action, &p).await;
+    assert_eq!(step.children[0].text, "Please hold while we connect you.");
+    for phone in ["+447700900001", "+447700900002"] {
+        let dial = step.find("Dial").expect("on-call leg");
+        assert_eq!(dial.child_names(), ["Number"]);
+        assert_eq!(dial.children[0].text, phone);
+        // The responder answers, hears the screening message and presses 5: not 1.
+        let whisper = dial.children[0].attr("url").expect("screened").to_string();
+        let leg = [
+            ("CallSid", "CAleg11111111111111111111111111"),
+            ("ParentCallSid", sid),
+            ("To", phone),
+        ];
+        let w = tw.twiml(&whisper, &leg).await;
+        let g = w.find("Gather").expect("press 1");
+        assert_eq!(g.attr("timeout"), Some("8"));
+        assert_eq!(
+            g.find("Say").map(|s| s.text.as_str()),
+            Some("You have a call from the on-call line. Press 1 to accept.")
+        );
+        let mut pressed = leg.to_vec();
+        pressed.push(("Digits", "5"));
+        let declined = tw.twiml(g.attr("action").expect("accept"), &pressed).await;
+        assert_eq!(declined.child_names(), ["Hangup"]);
+        let mut p = voice_params(sid, MENU);
+        p.push(("DialCallStatus", "no-answer"));
+        step = tw.twiml(dial.attr("action").expect("action"), &p).await;
+    }
+    // After the last phone: the no-response message, the greeting, a recording.
+    assert_eq!(step.child_names(), ["Say", "Say", "Record", "Hangup"]);
+    assert_eq!(step.children[0].text, "Nobody is available right now.");
+    let rec = step
+        .find("Record")
+        .and_then(|r| r.attr("action"))
+        .expect("record")
+        .to_string();
+    let mut p = voice_params(sid, MENU);
+    p.extend([
+        ("RecordingUrl", "https://api.twilio.com/rec/RE9"),
+        ("RecordingDuration", "9"),
+    ]);
+    tw.twiml(&rec, &p).await;
+    let leads = tw
+        .services
+        .store
+        .list_leads(&frontdesk::store::LeadFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("leads");
+    let lead = leads
+        .iter()
+        .find(|l| l.call_sid.as_deref() == Some(sid))
+        .expect("the alert lead");
+    assert_eq!(lead.routing_owner.as_deref(), Some("support"));
+    let k = kinds(&tw.call(sid).await);
+    for want in [
+        "ivr",
+        "ring_attempt",
+        "screen_declined",
+        "no_answer",
+        "alert",
+        "voicemail",
+    ] {
+        assert!(k.iter().any(|x| x == want), "{want} in {k:?}");
+    }
 }

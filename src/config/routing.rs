@@ -600,7 +600,7 @@ pub fn validate(s: Sections<'_>) -> Result<(), ConfigError> {
                 "a Twilio Client identity: at most 256 characters, no spaces or `:`",
             ));
         }
-        if !u.sip.is_empty() && !(u.sip.starts_with("sip:") || u.sip.starts_with("sips:")) {
+        if !(u.sip.is_empty() || u.sip.starts_with("sip:") || u.sip.starts_with("sips:")) {
             return Err(ConfigError::invalid(
                 key("sip"),
                 "must be a SIP URI (sip:alex@example.sip.twilio.com)",
@@ -641,7 +641,10 @@ pub fn validate(s: Sections<'_>) -> Result<(), ConfigError> {
         }
         for (digit, route) in &m.options {
             let k = format!("ivr[{i}].options.{digit}");
-            if digit.len() != 1 || !digit.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+            if digit.len() != 1
+                || !digit
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
             {
                 return Err(ConfigError::invalid(k, "a key is one of 0-9, * or #"));
             }
@@ -660,7 +663,10 @@ pub fn validate(s: Sections<'_>) -> Result<(), ConfigError> {
             ));
         }
         if g.members.is_empty() {
-            return Err(ConfigError::invalid(key("members"), "needs at least one user id"));
+            return Err(ConfigError::invalid(
+                key("members"),
+                "needs at least one user id",
+            ));
         }
         for (j, m) in g.members.iter().enumerate() {
             let k = format!("oncall[{i}].members[{j}]");

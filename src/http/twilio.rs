@@ -161,7 +161,11 @@ fn verify<'a>(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if signature.is_empty() || !verify_twilio_signature(token.expose(), &url, &form, signature) {
-        warn!(path = uri.path(), signed = !signature.is_empty(), "twilio webhook refused: bad signature");
+        warn!(
+            path = uri.path(),
+            signed = !signature.is_empty(),
+            "twilio webhook refused: bad signature"
+        );
         return Err(HookError::Forbidden);
     }
     let query = parse_form(uri.query().unwrap_or_default().as_bytes()).unwrap_or_default();
@@ -175,9 +179,20 @@ fn verify<'a>(
 }
 
 /// Log one activity entry; a storage failure is logged, never fatal to the call.
-async fn log_event(h: &Hook<'_>, call: Option<&CallRef>, at: DateTime<Utc>, kind: &str, detail: &str) {
+async fn log_event(
+    h: &Hook<'_>,
+    call: Option<&CallRef>,
+    at: DateTime<Utc>,
+    kind: &str,
+    detail: &str,
+) {
     let Some(call) = call else { return };
-    if let Err(e) = h.services.store.add_call_event(&call.id, at, kind, detail).await {
+    if let Err(e) = h
+        .services
+        .store
+        .add_call_event(&call.id, at, kind, detail)
+        .await
+    {
         warn!(error = %e, kind, "cannot write call activity");
     }
 }
@@ -195,7 +210,11 @@ fn describe_plan(p: &Plan) -> String {
         Step::Ring(r) => format!(
             "{}; ring {} for {} s",
             p.why,
-            r.targets.iter().map(describe).collect::<Vec<_>>().join(", "),
+            r.targets
+                .iter()
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join(", "),
             r.timeout_s
         ),
         _ => p.why.clone(),
@@ -321,13 +340,31 @@ impl CallCtx {
 
 /// Raise an on-call alert: a tier C lead for the team (its `lead.created`
 /// outbox item is what notifies), and an `alert` entry in the call's log.
-async fn raise_alert(h: &Hook<'_>, c: &CallCtx, group: &str, why: &str, notes: Option<String>) -> Option<String> {
-    log_event(h, c.call.as_ref(), h.now, "alert", &format!("on-call `{group}`: {why}")).await;
+async fn raise_alert(
+    h: &Hook<'_>,
+    c: &CallCtx,
+    group: &str,
+    why: &str,
+    notes: Option<String>,
+) -> Option<String> {
+    log_event(
+        h,
+        c.call.as_ref(),
+        h.now,
+        "alert",
+        &format!("on-call `{group}`: {why}"),
+    )
+    .await;
     lead_for(h, c, Some(group), notes).await
 }
 
 /// Store (once per call) a tier C lead for the caller; returns the contact id.
-async fn lead_for(h: &Hook<'_>, c: &CallCtx, owner: Option<&str>, notes: Option<String>) -> Option<String> {
+async fn lead_for(
+    h: &Hook<'_>,
+    c: &CallCtx,
+    owner: Option<&str>,
+    notes: Option<String>,
+) -> Option<String> {
     if !is_e164(&c.from) {
         return None;
     }
@@ -356,7 +393,12 @@ async fn lead_for(h: &Hook<'_>, c: &CallCtx, owner: Option<&str>, notes: Option<
 }
 
 /// `POST /twilio/voice`: the incoming call (and IVR key presses).
-async fn voice(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, HookError> {
+async fn voice(
+    State(s): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HookError> {
     let h = verify(&s, &uri, &headers, &body)?;
     let sid = h.call_sid()?.to_string();
     let c = call_ctx(&s, &h, &sid, true).await;
@@ -367,12 +409,26 @@ async fn voice(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body: By
             r.menu_input(&menu, attempt, h.form("Digits").unwrap_or_default())
         }
         None => {
-            log_event(&h, c.call.as_ref(), h.now, "inbound", &format!("guard {}", r.guard().label())).await;
+            log_event(
+                &h,
+                c.call.as_ref(),
+                h.now,
+                "inbound",
+                &format!("guard {}", r.guard().label()),
+            )
+            .await;
             r.inbound()
         }
     };
     info!(call_sid = %sid, why = %plan.why, "routed");
-    log_event(&h, c.call.as_ref(), h.now, event_kind(&plan), &describe_plan(&plan)).await;
+    log_event(
+        &h,
+        c.call.as_ref(),
+        h.now,
+        event_kind(&plan),
+        &describe_plan(&plan),
+    )
+    .await;
     if let Some(group) = &plan.alert_now {
         raise_alert(&h, &c, group, "call arrived", None).await;
     }
@@ -380,7 +436,12 @@ async fn voice(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body: By
 }
 
 /// `POST /twilio/dial-complete`: a `<Dial>` ended; stage 3 or the next step.
-async fn dial_complete(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, HookError> {
+async fn dial_complete(
+    State(s): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HookError> {
     let h = verify(&s, &uri, &headers, &body)?;
     let sid = h.call_sid()?.to_string();
     let c = call_ctx(&s, &h, &sid, true).await;
@@ -391,12 +452,33 @@ async fn dial_complete(State(s): State<AppState>, uri: Uri, headers: HeaderMap, 
     let plan = c.routing(&s, &h).after_dial(&leg, &status, bridged);
     let answered = dial_answered(&status, bridged);
     let kind = if answered { "answered" } else { "no_answer" };
-    log_event(&h, c.call.as_ref(), h.now, kind, &format!("{} leg: dial {status}", twiml::leg_label(&leg))).await;
+    log_event(
+        &h,
+        c.call.as_ref(),
+        h.now,
+        kind,
+        &format!("{} leg: dial {status}", twiml::leg_label(&leg)),
+    )
+    .await;
     if leg == Leg::Transfer && !answered {
-        log_event(&h, c.call.as_ref(), h.now, "transfer_failed", "nobody accepted the transfer").await;
+        log_event(
+            &h,
+            c.call.as_ref(),
+            h.now,
+            "transfer_failed",
+            "nobody accepted the transfer",
+        )
+        .await;
     }
     if !answered {
-        log_event(&h, c.call.as_ref(), h.now, event_kind(&plan), &describe_plan(&plan)).await;
+        log_event(
+            &h,
+            c.call.as_ref(),
+            h.now,
+            event_kind(&plan),
+            &describe_plan(&plan),
+        )
+        .await;
     }
     info!(call_sid = %sid, status = %status, why = %plan.why, "dial complete");
     Ok(xml(c.render(&s, &h).plan(&plan)))
@@ -406,12 +488,20 @@ async fn dial_complete(State(s): State<AppState>, uri: Uri, headers: HeaderMap, 
 fn handoff_fields(detail: &str) -> (String, Option<String>) {
     let v: serde_json::Value = serde_json::from_str(detail).unwrap_or_default();
     let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-    (field("target").unwrap_or_default(), field("summary").filter(|s| !s.trim().is_empty()))
+    (
+        field("target").unwrap_or_default(),
+        field("summary").filter(|s| !s.trim().is_empty()),
+    )
 }
 
 /// `POST /twilio/after-stream`: the AI closed its media stream. A pending
 /// `handoff` in the call's activity log → the transfer ring; none → hang up.
-async fn after_stream(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, HookError> {
+async fn after_stream(
+    State(s): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HookError> {
     let h = verify(&s, &uri, &headers, &body)?;
     let sid = h.call_sid()?.to_string();
     let c = call_ctx(&s, &h, &sid, true).await;
@@ -420,7 +510,14 @@ async fn after_stream(State(s): State<AppState>, uri: Uri, headers: HeaderMap, b
         None => None,
     };
     let Some(handoff) = pending else {
-        log_event(&h, c.call.as_ref(), h.now, "stream_closed", "no hand-off: hang up").await;
+        log_event(
+            &h,
+            c.call.as_ref(),
+            h.now,
+            "stream_closed",
+            "no hand-off: hang up",
+        )
+        .await;
         info!(call_sid = %sid, "stream closed without hand-off");
         return Ok(xml(twiml::hangup()));
     };
@@ -439,8 +536,13 @@ async fn after_stream(State(s): State<AppState>, uri: Uri, headers: HeaderMap, b
 }
 
 /// `POST /twilio/whisper`: TwiML for the human who answered a screened leg,
-/// and (with `step=accept`) their key press.
-async fn whisper(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, HookError> {
+/// and (with `accept=1`) their key press.
+async fn whisper(
+    State(s): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HookError> {
     let h = verify(&s, &uri, &headers, &body)?;
     let parent = h
         .q("call")
@@ -468,28 +570,51 @@ async fn whisper(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body: 
         }
     }
     let screening = r.screening(&leg, &vars);
-    if h.q("step").as_deref() == Some("accept") {
+    if h.q("accept").as_deref() == Some("1") {
         let digits = h.form("Digits").unwrap_or_default();
         let accepted = screening.press.map(|p| p.accepts(digits)).unwrap_or(true);
-        let kind = if accepted { "screen_accepted" } else { "screen_declined" };
-        log_event(&h, c.call.as_ref(), h.now, kind, &format!("{} leg", twiml::leg_label(&leg))).await;
+        let kind = if accepted {
+            "screen_accepted"
+        } else {
+            "screen_declined"
+        };
+        log_event(
+            &h,
+            c.call.as_ref(),
+            h.now,
+            kind,
+            &format!("{} leg", twiml::leg_label(&leg)),
+        )
+        .await;
         return Ok(xml(twiml::accept_reply(screening.press, digits)));
     }
     let mut q: Vec<(&str, String)> = h
         .query
         .iter()
-        .filter(|(k, _)| k.as_str() != "step")
+        .filter(|(k, _)| k.as_str() != "accept")
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
-    q.push(("step", "accept".into()));
+    q.push(("accept", "1".into()));
     let accept = twiml::url(&s.config.server.public_url, "/twilio/whisper", &q);
-    log_event(&h, c.call.as_ref(), h.now, "screening", &format!("{} leg answered", twiml::leg_label(&leg))).await;
+    log_event(
+        &h,
+        c.call.as_ref(),
+        h.now,
+        "screening",
+        &format!("{} leg answered", twiml::leg_label(&leg)),
+    )
+    .await;
     Ok(xml(c.render(&s, &h).screening(&screening, &accept)))
 }
 
 /// `POST /twilio/recording`: the voicemail `<Record>` finished. Store the
 /// voicemail, link it to the contact, create a tier C lead with its URL.
-async fn recording(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, HookError> {
+async fn recording(
+    State(s): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HookError> {
     let h = verify(&s, &uri, &headers, &body)?;
     let sid = h.call_sid()?.to_string();
     let url = h
@@ -540,7 +665,10 @@ async fn recording(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body
             h.now,
         )
         .await?;
-    let detail = format!("voicemail{} recorded", secs.map(|s| format!(" {s} s")).unwrap_or_default());
+    let detail = format!(
+        "voicemail{} recorded",
+        secs.map(|s| format!(" {s} s")).unwrap_or_default()
+    );
     log_event(&h, Some(call), h.now, "voicemail", &detail).await;
     info!(call_sid = %sid, "voicemail stored");
     Ok(xml(twiml::say_and_hang_up("Thank you. Goodbye.")))
@@ -548,7 +676,12 @@ async fn recording(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body
 
 /// `POST /twilio/status`: a status callback of the call or of one dialled
 /// leg, written to the parent call's activity log.
-async fn status(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, HookError> {
+async fn status(
+    State(s): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HookError> {
     let h = verify(&s, &uri, &headers, &body)?;
     let sid = h.call_sid()?.to_string();
     let parent = h
@@ -574,9 +707,17 @@ async fn status(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body: B
         _ => "status",
     };
     let leg = h.form("To").unwrap_or_default();
-    let leg = if leg.starts_with("client:") { leg.to_string() } else { mask(leg) };
+    let leg = if leg.starts_with("client:") {
+        leg.to_string()
+    } else {
+        mask(leg)
+    };
     if is_parent {
-        let ended = matches!(st, "completed" | "busy" | "no-answer" | "failed" | "canceled").then_some(at);
+        let ended = matches!(
+            st,
+            "completed" | "busy" | "no-answer" | "failed" | "canceled"
+        )
+        .then_some(at);
         store.set_call_status(&call.id, st, ended).await?;
         log_event(&h, Some(&call), at, "call_status", st).await;
     } else {

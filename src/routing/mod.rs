@@ -14,7 +14,9 @@ pub mod plan;
 pub mod signature;
 pub mod twiml;
 
-pub use plan::{count_ring_nouns, Caller, Guard, Leg, Plan, Routing, Speech, Step, Target, Toggles};
+pub use plan::{
+    count_ring_nouns, Caller, Guard, Leg, Plan, Routing, Speech, Step, Target, Toggles,
+};
 pub use signature::{
     sign_stream_token, twilio_signature, verify_stream_token, verify_twilio_signature,
     StreamContext, StreamKey, StreamTokenError,

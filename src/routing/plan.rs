@@ -419,8 +419,10 @@ pub fn stage2_targets(s: Sections<'_>, t: Toggles, n: &NumberConfig) -> Vec<Targ
         .and_then(|u| u.phones.first());
     let slot = own_phone
         .or((!n.external_phone.is_empty()).then_some(&n.external_phone))
-        .or((t.forward_to_business_phone && !s.location.business_phone.is_empty())
-            .then_some(&s.location.business_phone));
+        .or(
+            (t.forward_to_business_phone && !s.location.business_phone.is_empty())
+                .then_some(&s.location.business_phone),
+        );
     if let Some(p) = slot.filter(|p| !is_own_number(s, p)) {
         push(
             &mut out,
@@ -602,17 +604,15 @@ impl<'a> Routing<'a> {
         if !n.ivr.is_empty() {
             return self.menu(&n.ivr, 0, "stage 1: IVR");
         }
-        if n.ai_mode == AiMode::Primary {
-            if self.ai_on_duty(n) {
-                return self.plan(
-                    Step::Ai {
-                        mode: Mode::Primary,
-                        transfer_failed: false,
-                    },
-                    "stage 1: AI primary",
-                );
-            }
-            // Outside ai_hours (or protected) a primary AI behaves as off.
+        // Outside ai_hours (or protected) a primary AI behaves as off.
+        if n.ai_mode == AiMode::Primary && self.ai_on_duty(n) {
+            return self.plan(
+                Step::Ai {
+                    mode: Mode::Primary,
+                    transfer_failed: false,
+                },
+                "stage 1: AI primary",
+            );
         }
         if self.toggles.ring_assigned_user
             && !n.assigned_user.is_empty()
@@ -621,7 +621,13 @@ impl<'a> Routing<'a> {
             if let Some(u) = user(self.s(), &n.assigned_user) {
                 let targets = user_targets(self.s(), u);
                 if !targets.is_empty() {
-                    return self.ring(Leg::Assigned, targets, n, false, "stage 2: assigned user first");
+                    return self.ring(
+                        Leg::Assigned,
+                        targets,
+                        n,
+                        false,
+                        "stage 2: assigned user first",
+                    );
                 }
             }
         }
@@ -702,16 +708,17 @@ impl<'a> Routing<'a> {
     /// or a polite hang-up for an internal caller.
     fn voicemail(&self, why: String, alert_group: Option<String>) -> Plan {
         if !self.guard.allows_voicemail() {
-            let mut p = self.plan(Step::Hangup, format!("{why}; no voicemail ({})", self.guard.label()));
+            let mut p = self.plan(
+                Step::Hangup,
+                format!("{why}; no voicemail ({})", self.guard.label()),
+            );
             p.say_first.push(Speech::Say(NOBODY_AVAILABLE.into()));
             return p;
         }
         let s = self.s();
         let own = self
             .number
-            .and_then(|n| {
-                user(s, &n.team_member).or_else(|| user(s, &n.assigned_user))
-            })
+            .and_then(|n| user(s, &n.team_member).or_else(|| user(s, &n.assigned_user)))
             .map(|u| u.voicemail_greeting.trim())
             .filter(|g| !g.is_empty());
         let loc = Some(s.location.voicemail_greeting.trim()).filter(|g| !g.is_empty());
@@ -756,17 +763,24 @@ impl<'a> Routing<'a> {
         }
         let invalid = !digits.is_empty();
         if attempt < m.retries {
-            let mut p = self.menu(id, attempt + 1, &format!(
-                "menu `{id}`: {} (repeat {})",
-                if invalid { "invalid key" } else { "no key" },
-                attempt + 1
-            ));
+            let mut p = self.menu(
+                id,
+                attempt + 1,
+                &format!(
+                    "menu `{id}`: {} (repeat {})",
+                    if invalid { "invalid key" } else { "no key" },
+                    attempt + 1
+                ),
+            );
             if invalid && !m.invalid_message.trim().is_empty() {
                 p.say_first.push(Speech::of(&m.invalid_message));
             }
             return p;
         }
-        self.route(&m.fallback, &format!("menu `{id}`: fallback after {} tries", attempt + 1))
+        self.route(
+            &m.fallback,
+            &format!("menu `{id}`: fallback after {} tries", attempt + 1),
+        )
     }
 
     /// Follow an IVR route.
@@ -784,7 +798,9 @@ impl<'a> Routing<'a> {
                 "AI",
             ),
             (Route::Ai, Some(n)) => self.stage3(n),
-            (Route::Ai, None) => self.voicemail(format!("AI refused ({})", self.guard.label()), None),
+            (Route::Ai, None) => {
+                self.voicemail(format!("AI refused ({})", self.guard.label()), None)
+            }
             (Route::Voicemail, _) => self.voicemail("voicemail".into(), None),
             (Route::User(id), _) => match (user(s, id).map(|u| user_targets(s, u)), n) {
                 (Some(t), Some(n)) if !t.is_empty() => self.ring(Leg::Number, t, n, false, "user"),
@@ -860,7 +876,10 @@ impl<'a> Routing<'a> {
         let steps = self.oncall_steps(g);
         let Some(phones) = steps.get(step as usize) else {
             let mut p = self.voicemail(
-                format!("on-call `{id}`: nobody accepted after {} tries", steps.len()),
+                format!(
+                    "on-call `{id}`: nobody accepted after {} tries",
+                    steps.len()
+                ),
                 (g.alert_on == AlertOn::Voicemail).then(|| g.id.clone()),
             );
             if !g.no_response_message.trim().is_empty() {
@@ -926,7 +945,10 @@ impl<'a> Routing<'a> {
         if target == "hangup" {
             return self.plan(Step::Hangup, "AI ended the call");
         }
-        let fallback = self.number.map(|n| n.transfer_to.clone()).unwrap_or(Route::Ring);
+        let fallback = self
+            .number
+            .map(|n| n.transfer_to.clone())
+            .unwrap_or(Route::Ring);
         let route = match target.parse::<Route>() {
             Ok(Route::Ai | Route::Menu(_)) | Err(_) => fallback,
             Ok(r) => r,
@@ -997,10 +1019,13 @@ impl<'a> Routing<'a> {
     pub fn screening(&self, leg: &Leg, vars: &WhisperVars) -> Screening {
         match leg {
             Leg::Transfer => Screening {
-                say: vec![format!(
-                    "{TRANSFER_WHISPER} {}",
-                    vars.lead_summary.as_deref().unwrap_or("a caller").trim()
-                )],
+                say: vec![
+                    format!(
+                        "{TRANSFER_WHISPER} {}",
+                        vars.lead_summary.as_deref().unwrap_or("a caller").trim()
+                    ),
+                    PRESS_ANY_KEY.into(),
+                ],
                 press: Some(Press::AnyKey {
                     wait_s: PRESS_KEY_WAIT_S,
                 }),
@@ -1062,7 +1087,10 @@ fn guard(config: &Config, now: DateTime<Utc>, c: &Caller<'_>, earlier: &[DateTim
     }
     if loc.repeat_limit > 0 {
         let since = now - chrono::Duration::seconds(i64::from(loc.repeat_window_s));
-        let recent = earlier.iter().filter(|t| **t >= since && **t <= now).count();
+        let recent = earlier
+            .iter()
+            .filter(|t| **t >= since && **t <= now)
+            .count();
         if recent >= loc.repeat_limit as usize {
             return Guard::Repeat;
         }

@@ -121,7 +121,7 @@ fn voicemail_greeting(p: &Plan) -> &Speech {
 
 // ---- Seed 000, "Common Setup Scenarios" ----
 
-/// 1. All calls ring directly to me: team member = me, devices ticked, backup voicemail.
+/// Set-up 1: All calls ring directly to me: team member = me, devices ticked, backup voicemail.
 #[test]
 fn setup_1_all_calls_ring_directly_to_me() {
     let mut c = cfg(&format!(
@@ -151,10 +151,13 @@ fn setup_1_all_calls_ring_directly_to_me() {
             "{status}"
         );
     }
-    assert_eq!(r.after_dial(&Leg::Number, "completed", None).step, Step::Hangup);
+    assert_eq!(
+        r.after_dial(&Leg::Number, "completed", None).step,
+        Step::Hangup
+    );
 }
 
-/// 2. Ring my whole team simultaneously: team member + ring-more members on
+/// Set-up 2: Ring my whole team simultaneously: team member + ring-more members on
 /// their preferred devices, all in one dial.
 #[test]
 fn setup_2_ring_the_whole_team() {
@@ -180,7 +183,7 @@ fn setup_2_ring_the_whole_team() {
     );
 }
 
-/// 3. Phone menu: press 1 for sales, 2 for support.
+/// Set-up 3: Phone menu: press 1 for sales, 2 for support.
 #[test]
 fn setup_3_phone_menu() {
     let c = cfg(&format!(
@@ -218,12 +221,17 @@ fn setup_3_phone_menu() {
         },
         "IVR takes stage 1, even before a primary AI"
     );
-    assert_eq!(ring(&r.menu_input("main", 0, "1")).targets[0], client("alex"));
+    assert_eq!(
+        ring(&r.menu_input("main", 0, "1")).targets[0],
+        client("alex")
+    );
     assert_eq!(
         ring(&r.menu_input("main", 0, "2")).targets,
         vec![client("sam"), phone("+447700900002")]
     );
-    assert!(matches!(r.menu_input("main", 0, "0").step, Step::Menu { ref id, attempt: 0, .. } if id == "operator"));
+    assert!(
+        matches!(r.menu_input("main", 0, "0").step, Step::Menu { ref id, attempt: 0, .. } if id == "operator")
+    );
     assert_eq!(r.menu_input("operator", 0, "1").step, ai(Mode::Primary));
     // Invalid key: repeat with the apology; no key: repeat; then the fallback.
     let again = r.menu_input("main", 0, "7");
@@ -241,7 +249,7 @@ fn setup_3_phone_menu() {
     ));
 }
 
-/// 4. AI answers every call immediately (primary mode); the ring never runs,
+/// Set-up 4: AI answers every call immediately (primary mode); the ring never runs,
 /// and ring_assigned_user does not override it.
 #[test]
 fn setup_4_ai_answers_every_call() {
@@ -259,7 +267,7 @@ fn setup_4_ai_answers_every_call() {
     assert_eq!(route(&c, saturday()).inbound().step, ai(Mode::Primary));
 }
 
-/// 5. Humans first, AI handles missed calls (backup mode): ring, then the AI
+/// Set-up 5: Humans first, AI handles missed calls (backup mode): ring, then the AI
 /// for every unanswered outcome.
 #[test]
 fn setup_5_humans_first_ai_backup() {
@@ -279,11 +287,14 @@ fn setup_5_humans_first_ai_backup() {
         vec![client("alex"), phone("+447700900099")]
     );
     for status in ["no-answer", "busy", "failed", "canceled", "weird"] {
-        assert_eq!(r.after_dial(&Leg::Number, status, None).step, ai(Mode::Backup));
+        assert_eq!(
+            r.after_dial(&Leg::Number, status, None).step,
+            ai(Mode::Backup)
+        );
     }
 }
 
-/// 6. Prevent calls from connecting to answering machines: call connect.
+/// Set-up 6: Prevent calls from connecting to answering machines: call connect.
 #[test]
 fn setup_6_call_connect_blocks_answering_machines() {
     let c = cfg(&format!(
@@ -315,7 +326,10 @@ fn setup_6_call_connect_blocks_answering_machines() {
         r.after_dial(&Leg::Number, "completed", Some(false)).step,
         Step::Voicemail { .. }
     ));
-    assert_eq!(r.after_dial(&Leg::Number, "completed", Some(true)).step, Step::Hangup);
+    assert_eq!(
+        r.after_dial(&Leg::Number, "completed", Some(true)).step,
+        Step::Hangup
+    );
 }
 
 // ---- The forwarding slot ----
@@ -324,8 +338,20 @@ fn setup_6_call_connect_blocks_answering_machines() {
 fn forwarding_slot_priority() {
     // (phone ticked, external phone, business phone, toggle) → the one phone.
     let cases: [(bool, &str, &str, bool, Option<&str>); 8] = [
-        (true, "+447700900099", "+442079460000", true, Some("+447700900001")),
-        (false, "+447700900099", "+442079460000", true, Some("+447700900099")),
+        (
+            true,
+            "+447700900099",
+            "+442079460000",
+            true,
+            Some("+447700900001"),
+        ),
+        (
+            false,
+            "+447700900099",
+            "+442079460000",
+            true,
+            Some("+447700900099"),
+        ),
         (false, "", "+442079460000", true, Some("+442079460000")),
         (false, "", "+442079460000", false, None),
         (false, "", "", true, None),
@@ -335,7 +361,11 @@ fn forwarding_slot_priority() {
         (false, MAIN, "", true, None),
     ];
     for (i, (ticked, external, business, toggle, want)) in cases.into_iter().enumerate() {
-        let devices = if ticked { r#"["web", "phone"]"# } else { r#"["web"]"# };
+        let devices = if ticked {
+            r#"["web", "phone"]"#
+        } else {
+            r#"["web"]"#
+        };
         let mut c = cfg(&format!(
             r#"
             [[numbers]]
@@ -368,12 +398,18 @@ fn nothing_configured_rings_only_devices_or_goes_to_backup() {
         "[[numbers]]\ne164 = \"{MAIN}\"\nteam_member = \"alex\"\n"
     ));
     c.location.business_phone.clear();
-    assert_eq!(ring(&route(&c, monday_10()).inbound()).targets, vec![client("alex")]);
+    assert_eq!(
+        ring(&route(&c, monday_10()).inbound()).targets,
+        vec![client("alex")]
+    );
     // Nothing at all: straight to the backup, with the default greeting.
     let mut c = cfg(&format!("[[numbers]]\ne164 = \"{MAIN}\"\n"));
     c.location.business_phone.clear();
     let p = route(&c, monday_10()).inbound();
-    assert_eq!(voicemail_greeting(&p), &Speech::Say(DEFAULT_GREETING.into()));
+    assert_eq!(
+        voicemail_greeting(&p),
+        &Speech::Say(DEFAULT_GREETING.into())
+    );
     assert!(p.why.contains("nothing to ring"), "{}", p.why);
 }
 
@@ -410,7 +446,9 @@ fn ring_assigned_user_rings_them_first_then_the_number() {
 
 #[test]
 fn forward_to_business_phone_toggle() {
-    let mut c = cfg(&format!("[[numbers]]\ne164 = \"{MAIN}\"\nteam_member = \"alex\"\n"));
+    let mut c = cfg(&format!(
+        "[[numbers]]\ne164 = \"{MAIN}\"\nteam_member = \"alex\"\n"
+    ));
     assert!(ring(&route(&c, monday_10()).inbound())
         .targets
         .contains(&phone("+442079460000")));
@@ -452,17 +490,38 @@ fn ai_hours_business_and_after_hours() {
     ] {
         let c = mk(hours, "primary");
         let p = route(&c, now).inbound();
-        assert_eq!(p.step == ai(Mode::Primary), ai_first, "{hours} at {now}: {}", p.why);
+        assert_eq!(
+            p.step == ai(Mode::Primary),
+            ai_first,
+            "{hours} at {now}: {}",
+            p.why
+        );
         // Backup mode respects the same hours after the ring.
         let c = mk(hours, "backup");
         let after = route(&c, now).after_dial(&Leg::Number, "no-answer", None);
-        assert_eq!(after.step == ai(Mode::Backup), ai_first, "{hours} backup at {now}");
+        assert_eq!(
+            after.step == ai(Mode::Backup),
+            ai_first,
+            "{hours} backup at {now}"
+        );
     }
     // Business hours come from [business.hours] in the business time zone.
     let c = mk("business", "primary");
-    assert!(business_open(&c, chrono_tz::Europe::London, "2026-11-30T17:29:00Z".parse().unwrap()));
-    assert!(!business_open(&c, chrono_tz::Europe::London, "2026-11-30T17:30:00Z".parse().unwrap()));
-    assert!(!business_open(&c, chrono_tz::Europe::London, "2026-11-30T08:59:00Z".parse().unwrap()));
+    assert!(business_open(
+        &c,
+        chrono_tz::Europe::London,
+        "2026-11-30T17:29:00Z".parse().unwrap()
+    ));
+    assert!(!business_open(
+        &c,
+        chrono_tz::Europe::London,
+        "2026-11-30T17:30:00Z".parse().unwrap()
+    ));
+    assert!(!business_open(
+        &c,
+        chrono_tz::Europe::London,
+        "2026-11-30T08:59:00Z".parse().unwrap()
+    ));
 }
 
 #[test]
@@ -476,7 +535,9 @@ fn backup_voice_ai_always_runs() {
         "#
     ));
     assert_eq!(
-        route(&c, saturday()).after_dial(&Leg::Number, "busy", None).step,
+        route(&c, saturday())
+            .after_dial(&Leg::Number, "busy", None)
+            .step,
         ai(Mode::Backup)
     );
 }
@@ -487,11 +548,17 @@ fn backup_voice_ai_always_runs() {
 fn voicemail_greeting_order() {
     let base = format!("[[numbers]]\ne164 = \"{MAIN}\"\nteam_member = \"TM\"\n");
     let mut c = cfg(&base.replace("TM", "alex"));
-    let g = |c: &Config| voicemail_greeting(&route(c, monday_10()).after_dial(&Leg::Number, "no-answer", None)).clone();
+    let g = |c: &Config| {
+        voicemail_greeting(&route(c, monday_10()).after_dial(&Leg::Number, "no-answer", None))
+            .clone()
+    };
     assert_eq!(g(&c), Speech::Say("Alex here, leave a message.".into()));
     let mut c2 = cfg(&base.replace("TM", "sam"));
     c2.location.voicemail_greeting = "https://cdn.example/greeting.mp3".into();
-    assert_eq!(g(&c2), Speech::Play("https://cdn.example/greeting.mp3".into()));
+    assert_eq!(
+        g(&c2),
+        Speech::Play("https://cdn.example/greeting.mp3".into())
+    );
     c2.location.voicemail_greeting.clear();
     assert_eq!(g(&c2), Speech::Say(DEFAULT_GREETING.into()));
     c.users[0].voicemail_greeting.clear();
@@ -525,7 +592,10 @@ fn protection_internal_repeat_blocked_and_attestation() {
     assert_eq!(after.step, Step::Hangup);
     assert_eq!(after.say_first, vec![Speech::Say(NOBODY_AVAILABLE.into())]);
     // A team member's phone is internal too.
-    assert_eq!(route_from(&c, now, "+447700900011", &[]).guard(), Guard::Internal);
+    assert_eq!(
+        route_from(&c, now, "+447700900011", &[]).guard(),
+        Guard::Internal
+    );
     // Three calls in the last two minutes: not the AI again.
     let earlier = [
         now - chrono::Duration::seconds(30),
@@ -543,7 +613,10 @@ fn protection_internal_repeat_blocked_and_attestation() {
     let old = [now - chrono::Duration::seconds(600); 5];
     assert_eq!(route_from(&c, now, CALLER, &old).guard(), Guard::Clear);
     // Block list: rejected by default, or voicemail.
-    assert_eq!(route_from(&c, now, "+447700900666", &[]).inbound().step, Step::Reject);
+    assert_eq!(
+        route_from(&c, now, "+447700900666", &[]).inbound().step,
+        Step::Reject
+    );
     c.location.blocked_action = ScreenAction::Voicemail;
     assert!(matches!(
         route_from(&c, now, "+447700900666", &[]).inbound().step,
@@ -594,13 +667,26 @@ fn oncall_rotation_members_in_order_each_phone_in_turn() {
     ));
     let r = route(&c, monday_10());
     let first = r.menu_input("main", 0, "9");
-    assert_eq!(first.say_first, vec![Speech::Say("Please hold while we connect you.".into())]);
+    assert_eq!(
+        first.say_first,
+        vec![Speech::Say("Please hold while we connect you.".into())]
+    );
     let phones: Vec<String> = (0..3)
         .map(|step| {
-            let p = if step == 0 { first.clone() } else { r.oncall("support", step) };
+            let p = if step == 0 {
+                first.clone()
+            } else {
+                r.oncall("support", step)
+            };
             let ring = ring(&p).clone();
             assert!(ring.screened);
-            assert_eq!(ring.leg, Leg::Oncall { group: "support".into(), step });
+            assert_eq!(
+                ring.leg,
+                Leg::Oncall {
+                    group: "support".into(),
+                    step
+                }
+            );
             assert_eq!(ring.targets.len(), 1);
             match &ring.targets[0] {
                 Target::Phone { e164, .. } => e164.clone(),
@@ -609,14 +695,43 @@ fn oncall_rotation_members_in_order_each_phone_in_turn() {
         })
         .collect();
     assert_eq!(phones, ["+447700900001", "+447700900011", "+447700900002"]);
-    let next = r.after_dial(&Leg::Oncall { group: "support".into(), step: 0 }, "no-answer", None);
-    assert_eq!(ring(&next).leg, Leg::Oncall { group: "support".into(), step: 1 });
+    let next = r.after_dial(
+        &Leg::Oncall {
+            group: "support".into(),
+            step: 0,
+        },
+        "no-answer",
+        None,
+    );
+    assert_eq!(
+        ring(&next).leg,
+        Leg::Oncall {
+            group: "support".into(),
+            step: 1
+        }
+    );
     // After the last phone: the no-response message, then voicemail raising the alert.
-    let last = r.after_dial(&Leg::Oncall { group: "support".into(), step: 2 }, "no-answer", None);
-    assert_eq!(last.say_first, vec![Speech::Say("Nobody is available right now.".into())]);
+    let last = r.after_dial(
+        &Leg::Oncall {
+            group: "support".into(),
+            step: 2,
+        },
+        "no-answer",
+        None,
+    );
+    assert_eq!(
+        last.say_first,
+        vec![Speech::Say("Nobody is available right now.".into())]
+    );
     assert!(matches!(&last.step, Step::Voicemail { alert_group: Some(g), .. } if g == "support"));
     // The responder must press 1 (not any key) within accept_wait_s.
-    let s = r.screening(&Leg::Oncall { group: "support".into(), step: 0 }, &WhisperVars::default());
+    let s = r.screening(
+        &Leg::Oncall {
+            group: "support".into(),
+            step: 0,
+        },
+        &WhisperVars::default(),
+    );
     assert_eq!(s.press, Some(Press::One { wait_s: 8 }));
     assert!(s.press.is_some_and(|p| p.accepts("1") && !p.accepts("2")));
 }
@@ -646,7 +761,13 @@ fn oncall_simultaneous_and_alert_on_arrival() {
     assert_eq!(ring(&p).targets.len(), 3);
     assert_eq!(p.alert_now.as_deref(), Some("all"));
     let done = r.oncall("all", 1);
-    assert!(matches!(done.step, Step::Voicemail { alert_group: None, .. }));
+    assert!(matches!(
+        done.step,
+        Step::Voicemail {
+            alert_group: None,
+            ..
+        }
+    ));
 }
 
 // ---- Warm transfer ----
@@ -682,7 +803,10 @@ fn warm_transfer_rings_then_falls_back_to_the_ai_or_voicemail() {
     );
     assert_eq!(
         s.say,
-        vec!["Transfer from the AI receptionist: Jo Bloggs, new demo enquiry, tier B"]
+        vec![
+            "Transfer from the AI receptionist: Jo Bloggs, new demo enquiry, tier B",
+            PRESS_ANY_KEY
+        ]
     );
     assert!(matches!(s.press, Some(Press::AnyKey { .. })));
     for status in ["no-answer", "busy", "failed", "canceled"] {
@@ -695,7 +819,10 @@ fn warm_transfer_rings_then_falls_back_to_the_ai_or_voicemail() {
         );
     }
     assert_eq!(r.transfer("hangup").step, Step::Hangup);
-    assert!(matches!(r.transfer("voicemail").step, Step::Voicemail { .. }));
+    assert!(matches!(
+        r.transfer("voicemail").step,
+        Step::Voicemail { .. }
+    ));
     c.numbers[0].transfer_failed = crate::config::routing::TransferFailed::Voicemail;
     let r = route(&c, monday_10());
     assert!(matches!(
@@ -716,7 +843,10 @@ fn record_warning_is_said_first() {
         "#
     ));
     let p = route(&c, monday_10()).inbound();
-    assert_eq!(p.say_first, vec![Speech::Say("This call is recorded.".into())]);
+    assert_eq!(
+        p.say_first,
+        vec![Speech::Say("This call is recorded.".into())]
+    );
 }
 
 #[test]
@@ -755,7 +885,10 @@ fn config_errors_name_the_key() {
             format!("[[numbers]]\ne164 = \"{MAIN}\"\nteam_member = \"nobody\"\n"),
             "numbers[0].team_member",
         ),
-        (format!("[[numbers]]\ne164 = \"020 7946 0001\"\n"), "numbers[0].e164"),
+        (
+            "[[numbers]]\ne164 = \"020 7946 0001\"\n".to_string(),
+            "numbers[0].e164",
+        ),
         (
             format!("[[numbers]]\ne164 = \"{MAIN}\"\nexternal_phone = \"+4412\"\n"),
             "numbers[0].external_phone",

@@ -197,7 +197,9 @@ mod tests {
     use super::*;
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// Twilio's published test vector (twilio-python `tests/unit/test_request_validator.py`).
@@ -222,7 +224,11 @@ mod tests {
             "RSOYDt4T1cUTdK1PDd93/VVr8B8="
         ));
         // The same request signed with the default port also passes.
-        let with_port = twilio_signature("12345", "https://mycompany.com:443/myapp.php?foo=1&bar=2", &params);
+        let with_port = twilio_signature(
+            "12345",
+            "https://mycompany.com:443/myapp.php?foo=1&bar=2",
+            &params,
+        );
         assert!(verify_twilio_signature("12345", url, &params, &with_port));
     }
 
@@ -233,7 +239,12 @@ mod tests {
         let sig = twilio_signature("tok", url, &params);
         assert!(verify_twilio_signature("tok", url, &params, &sig));
         assert!(!verify_twilio_signature("other", url, &params, &sig));
-        assert!(!verify_twilio_signature("tok", "https://fd.example/twilio/status", &params, &sig));
+        assert!(!verify_twilio_signature(
+            "tok",
+            "https://fd.example/twilio/status",
+            &params,
+            &sig
+        ));
         let tampered = pairs(&[("CallSid", "CA1"), ("From", "+447700900124")]);
         assert!(!verify_twilio_signature("tok", url, &tampered, &sig));
         assert!(!verify_twilio_signature("tok", url, &params, ""));
@@ -242,7 +253,10 @@ mod tests {
         assert!(verify_twilio_signature("tok", url, &rev, &sig));
         let a = pairs(&[("E", "b"), ("E", "a")]);
         let b = pairs(&[("E", "a"), ("E", "b")]);
-        assert_eq!(twilio_signature("t", url, &a), twilio_signature("t", url, &b));
+        assert_eq!(
+            twilio_signature("t", url, &a),
+            twilio_signature("t", url, &b)
+        );
     }
 
     #[test]
@@ -285,7 +299,11 @@ mod tests {
         // At the expiry second still valid, one second later not.
         assert!(verify_stream_token(&params(&tok, "CA42"), &key, exp).is_ok());
         assert_eq!(
-            verify_stream_token(&params(&tok, "CA42"), &key, exp + chrono::Duration::seconds(1)),
+            verify_stream_token(
+                &params(&tok, "CA42"),
+                &key,
+                exp + chrono::Duration::seconds(1)
+            ),
             Err(StreamTokenError::Expired)
         );
         // Another call's token, another key, a moved expiry, garbage, nothing.

@@ -4,7 +4,7 @@
 //! Every callback URL is absolute (`server.public_url` + path), because
 //! Twilio signs and requests exactly the URL we give it, and carries what the
 //! next webhook needs (`n` = the configured number, `leg`, `group`, `step`,
-//! `menu`, `attempt`, `call`) in its query string — the signature covers the
+//! `menu`, `attempt`, `call`, `accept`) in its query string — the signature covers the
 //! query, so none of it can be forged.
 
 use chrono::{DateTime, Utc};
@@ -298,7 +298,10 @@ impl Render<'_> {
                 Target::Phone { e164, .. } => ("Number", e164.clone()),
             };
             let mut noun = El::new(name)
-                .attr("statusCallbackEvent", "initiated ringing answered completed")
+                .attr(
+                    "statusCallbackEvent",
+                    "initiated ringing answered completed",
+                )
                 .attr("statusCallback", status.clone());
             if ring.screened {
                 noun = noun.attr("url", whisper.clone());
@@ -387,7 +390,204 @@ pub(crate) mod xml;
 
 #[cfg(test)]
 mod tests {
+    use super::super::plan::Mode;
     use super::*;
+
+    const PUBLIC: &str = "https://fd.example";
+
+    fn render(doc: &Plan) -> xml::Node {
+        let key = StreamKey::from_auth_token("tok");
+        let r = Render {
+            public_url: PUBLIC,
+            call_sid: "CA1",
+            from: "+447700900123",
+            to: "+442079460001",
+            stream_key: &key,
+            now: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+        };
+        let text = r.plan(doc);
+        xml::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    fn plan(step: Step) -> Plan {
+        Plan {
+            say_first: vec![Speech::Say("Calls are recorded & kept.".into())],
+            step,
+            number: Some("+442079460001".into()),
+            alert_now: None,
+            why: String::new(),
+        }
+    }
+
+    /// Every kind of step renders to TwiML that parses back with the
+    /// attributes and nouns Twilio needs.
+    #[test]
+    fn every_step_renders_and_parses_back() {
+        let ai = render(&plan(Step::Ai {
+            mode: Mode::Backup,
+            transfer_failed: true,
+        }));
+        assert_eq!(ai.child_names(), ["Say", "Connect"]);
+        assert_eq!(ai.children[0].text, "Calls are recorded & kept.");
+        let connect = ai.find("Connect").unwrap();
+        assert_eq!(
+            connect.attr("action"),
+            Some("https://fd.example/twilio/after-stream?n=%2B442079460001&mode=backup")
+        );
+        let stream = connect.find("Stream").unwrap();
+        assert_eq!(stream.attr("url"), Some("wss://fd.example/media/twilio"));
+        let mut params = Vec::new();
+        stream.find_all("Parameter", &mut params);
+        let names: Vec<_> = params.iter().filter_map(|p| p.attr("name")).collect();
+        assert_eq!(
+            names,
+            [
+                "call_sid",
+                "from",
+                "to",
+                "mode",
+                "number",
+                "token",
+                "transfer_failed"
+            ]
+        );
+
+        let ring = render(&plan(Step::Ring(Ring {
+            leg: Leg::Oncall {
+                group: "support desk".into(),
+                step: 2,
+            },
+            targets: vec![
+                Target::Client("alex".into()),
+                Target::Sip("sip:kim@x.example".into()),
+                Target::Phone {
+                    e164: "+447700900001".into(),
+                    forwarded: true,
+                },
+                Target::Phone {
+                    e164: "+447700900002".into(),
+                    forwarded: false,
+                },
+            ],
+            timeout_s: 25,
+            caller_id: Some("+442079460001".into()),
+            record: true,
+            screened: true,
+            machine_detection: true,
+        })));
+        let dial = ring.find("Dial").unwrap();
+        assert_eq!(dial.attr("timeout"), Some("25"));
+        assert_eq!(dial.attr("callerId"), Some("+442079460001"));
+        assert_eq!(dial.attr("record"), Some("record-from-answer"));
+        assert_eq!(
+            dial.attr("action"),
+            Some("https://fd.example/twilio/dial-complete?leg=oncall&group=support%20desk&step=2&n=%2B442079460001")
+        );
+        assert_eq!(dial.child_names(), ["Client", "Sip", "Number", "Number"]);
+        assert!(dial.children.iter().all(|n| n.attr("url")
+            == Some("https://fd.example/twilio/whisper?call=CA1&leg=oncall&group=support%20desk&step=2&n=%2B442079460001")));
+        assert!(
+            dial.children
+                .iter()
+                .all(|n| n.attr("statusCallback")
+                    == Some("https://fd.example/twilio/status?call=CA1"))
+        );
+        // Answering-machine detection only on the forwarded phone.
+        let amd: Vec<_> = dial
+            .children
+            .iter()
+            .map(|n| n.attr("machineDetection"))
+            .collect();
+        assert_eq!(amd, [None, None, Some("Enable"), None]);
+        assert_eq!(dial.children[1].text, "sip:kim@x.example");
+
+        let menu = render(&plan(Step::Menu {
+            id: "main".into(),
+            prompt: Speech::Play("https://cdn.example/menu.mp3?a=1&b=2".into()),
+            timeout_s: 7,
+            attempt: 1,
+        }));
+        let gather = menu.find("Gather").unwrap();
+        assert_eq!(gather.attr("numDigits"), Some("1"));
+        assert_eq!(gather.attr("timeout"), Some("7"));
+        assert_eq!(gather.attr("actionOnEmptyResult"), Some("true"));
+        assert_eq!(
+            gather.attr("action"),
+            Some("https://fd.example/twilio/voice?n=%2B442079460001&menu=main&attempt=1")
+        );
+        assert_eq!(
+            gather.find("Play").map(|p| p.text.as_str()),
+            Some("https://cdn.example/menu.mp3?a=1&b=2")
+        );
+
+        let vm = render(&plan(Step::Voicemail {
+            greeting: Speech::Say("Leave a message <after> the beep.".into()),
+            alert_group: Some("support".into()),
+        }));
+        assert_eq!(vm.child_names(), ["Say", "Say", "Record", "Hangup"]);
+        assert_eq!(vm.children[1].text, "Leave a message <after> the beep.");
+        assert_eq!(
+            vm.find("Record").and_then(|r| r.attr("action")),
+            Some("https://fd.example/twilio/recording?n=%2B442079460001&group=support")
+        );
+
+        let reject = render(&plan(Step::Reject));
+        assert_eq!(
+            reject.find("Reject").and_then(|r| r.attr("reason")),
+            Some("rejected")
+        );
+        assert_eq!(render(&plan(Step::Hangup)).child_names(), ["Say", "Hangup"]);
+    }
+
+    #[test]
+    fn screening_and_accept_replies() {
+        let key = StreamKey::from_auth_token("tok");
+        let r = Render {
+            public_url: PUBLIC,
+            call_sid: "CA1",
+            from: "",
+            to: "",
+            stream_key: &key,
+            now: DateTime::from_timestamp(0, 0).unwrap_or_default(),
+        };
+        let press = Screening {
+            say: vec![
+                "Call for Sales & Co".into(),
+                "Press any key to connect.".into(),
+            ],
+            press: Some(Press::AnyKey { wait_s: 6 }),
+        };
+        let doc =
+            xml::parse(&r.screening(&press, "https://fd.example/twilio/whisper?accept=1")).unwrap();
+        assert_eq!(doc.child_names(), ["Gather", "Hangup"]);
+        let g = doc.find("Gather").unwrap();
+        assert_eq!(g.attr("timeout"), Some("6"));
+        assert_eq!(g.child_names(), ["Say", "Say"]);
+        assert_eq!(g.children[0].text, "Call for Sales & Co");
+        let plain = Screening {
+            say: vec!["Call for Sales".into()],
+            press: None,
+        };
+        assert_eq!(
+            xml::parse(&r.screening(&plain, "")).unwrap().child_names(),
+            ["Say"]
+        );
+        let one = Some(Press::One { wait_s: 10 });
+        assert!(xml::parse(&accept_reply(one, "1"))
+            .unwrap()
+            .children
+            .is_empty());
+        assert_eq!(
+            xml::parse(&accept_reply(one, "2")).unwrap().child_names(),
+            ["Hangup"]
+        );
+        assert_eq!(
+            xml::parse(&accept_reply(Some(Press::AnyKey { wait_s: 6 }), ""))
+                .unwrap()
+                .child_names(),
+            ["Hangup"]
+        );
+    }
 
     #[test]
     fn escaping_round_trips_through_a_parser() {
@@ -405,10 +605,17 @@ mod tests {
     #[test]
     fn urls_encode_values() {
         assert_eq!(
-            url("https://a.example/", "/twilio/x", &[("n", "+44 1".into()), ("e", String::new())]),
+            url(
+                "https://a.example/",
+                "/twilio/x",
+                &[("n", "+44 1".into()), ("e", String::new())]
+            ),
             "https://a.example/twilio/x?n=%2B44%201"
         );
-        assert_eq!(stream_url("https://a.example/"), "wss://a.example/media/twilio");
+        assert_eq!(
+            stream_url("https://a.example/"),
+            "wss://a.example/media/twilio"
+        );
         assert_eq!(stream_url("http://a:8080"), "ws://a:8080/media/twilio");
     }
 }

@@ -13,6 +13,15 @@ pub const HANDOFF_KIND: &str = "handoff";
 /// starts with `handoff=<event id>` so one hand-off is acted on once.
 pub const TRANSFER_KIND: &str = "transfer";
 
+/// id, contact_id, from_e164, to_e164, status.
+type CallRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
 /// A call as routing sees it.
 #[derive(Debug, Clone)]
 pub struct CallRef {
@@ -55,15 +64,14 @@ pub struct VoicemailRef {
 impl Store {
     /// The call with this carrier id.
     pub async fn call_by_sid(&self, call_sid: &str) -> Result<Option<CallRef>, StoreError> {
-        let row: Option<(String, Option<String>, Option<String>, Option<String>, String)> =
-            on_pool!(self, |p| {
-                sqlx::query_as(
-                    "SELECT id, contact_id, from_e164, to_e164, status FROM calls WHERE call_sid = $1",
-                )
-                .bind(call_sid)
-                .fetch_optional(p)
-                .await?
-            });
+        let row: Option<CallRow> = on_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT id, contact_id, from_e164, to_e164, status FROM calls WHERE call_sid = $1",
+            )
+            .bind(call_sid)
+            .fetch_optional(p)
+            .await?
+        });
         Ok(row.map(|(id, contact_id, from, to, status)| CallRef {
             id,
             contact_id,
@@ -153,12 +161,14 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|(id, contact_id, recording_url, duration_ms)| VoicemailRef {
-                id,
-                contact_id,
-                recording_url,
-                duration_ms,
-            })
+            .map(
+                |(id, contact_id, recording_url, duration_ms)| VoicemailRef {
+                    id,
+                    contact_id,
+                    recording_url,
+                    duration_ms,
+                },
+            )
             .collect())
     }
 }

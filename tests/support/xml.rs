@@ -126,7 +126,9 @@ fn element(s: &str) -> Result<(Node, &str), String> {
         let eq = s.find('=').ok_or("attribute without =")?;
         let key = s[..eq].trim().to_string();
         let r = s[eq + 1..].trim_start();
-        let r = r.strip_prefix('"').ok_or("attribute value must be double-quoted")?;
+        let r = r
+            .strip_prefix('"')
+            .ok_or("attribute value must be double-quoted")?;
         let end = r.find('"').ok_or("unterminated attribute")?;
         let raw = &r[..end];
         if raw.contains('<') {
