@@ -53,6 +53,9 @@ pub struct Services {
     pub business_tz: Tz,
     /// Hold time when a request gives none.
     pub hold_ttl: Duration,
+    /// `TWILIO_AUTH_TOKEN`: checks `X-Twilio-Signature` and keys the stream
+    /// token (`None`: every Twilio webhook answers 403).
+    pub twilio_auth_token: Option<Secret<String>>,
 }
 
 /// Everything built once per process.
@@ -110,6 +113,15 @@ impl App {
                 "crm.provider",
                 "\"hubspot\"",
                 env::HUBSPOT_TOKEN,
+            ));
+        }
+        if !config.numbers.is_empty() && env.secret(env::TWILIO_AUTH_TOKEN).is_none() {
+            // Without the token no webhook signature can be checked, so a
+            // configured number could never be routed.
+            return Err(ConfigError::missing_env(
+                "numbers",
+                "a [[numbers]] entry",
+                env::TWILIO_AUTH_TOKEN,
             ));
         }
         // Files the providers load at start-up (e.g. the scripted TTS audio).
@@ -201,6 +213,7 @@ impl Services {
             region: v.region,
             business_tz: v.business_tz,
             hold_ttl: config.calendar.rules().hold_ttl,
+            twilio_auth_token: env.secret(env::TWILIO_AUTH_TOKEN),
         })
     }
 }

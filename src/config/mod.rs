@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub mod env;
+pub mod routing;
 pub use env::Env;
 
 pub use crate::config_error::{check_http_client, ConfigError};
@@ -41,6 +42,18 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// `[providers.stt|llm|tts]`.
     pub providers: ProvidersConfig,
+    /// `[location]`: location-wide routing toggles and caller screening.
+    pub location: routing::LocationConfig,
+    /// `[[users]]`: the team members calls ring.
+    pub users: Vec<routing::UserConfig>,
+    /// `[[numbers]]`: per-number call forwarding (stages 1–3).
+    pub numbers: Vec<routing::NumberConfig>,
+    /// `[[ivr]]`: phone menus.
+    pub ivr: Vec<routing::IvrConfig>,
+    /// `[[oncall]]`: on-call rotations.
+    pub oncall: Vec<routing::OncallConfig>,
+    /// `[twilio]`: REST base URL, SMS sender.
+    pub twilio: routing::TwilioConfig,
 }
 
 /// `[server]`
@@ -96,6 +109,12 @@ pub struct BusinessConfig {
     pub timezone: String,
     /// Default region for phone numbers written without a country code (ISO 3166, default `GB`).
     pub default_region: String,
+    /// `[business.hours]`: opening hours in `timezone`, `"HH:MM-HH:MM"` ranges
+    /// per day; a day missing from a written table is closed (default, with
+    /// no table: Monday–Friday 09:00–17:30). Used by `numbers[].ai_hours`.
+    pub hours: crate::booking::WeekHours,
+    /// Dates (`"2026-12-25"`) the business is closed all day (default none).
+    pub holidays: Vec<String>,
 }
 
 impl Default for BusinessConfig {
@@ -104,6 +123,8 @@ impl Default for BusinessConfig {
             name: "Frontdesk Demo Co".into(),
             timezone: "Europe/London".into(),
             default_region: "GB".into(),
+            hours: crate::booking::WeekHours::weekdays("09:00-17:30"),
+            holidays: Vec::new(),
         }
     }
 }
@@ -579,6 +600,18 @@ impl Config {
         }
     }
 
+    /// The routing sections, for [`routing::validate`] and [`crate::routing`].
+    pub fn routing_sections(&self) -> routing::Sections<'_> {
+        routing::Sections {
+            location: &self.location,
+            users: &self.users,
+            numbers: &self.numbers,
+            ivr: &self.ivr,
+            oncall: &self.oncall,
+            twilio: &self.twilio,
+        }
+    }
+
     /// Check ranges and cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let v = &self.vad;
@@ -745,6 +778,8 @@ impl Config {
             "ms",
         )?;
         self.storage.validate()?;
+        routing::validate_business_hours(&self.business.hours, &self.business.holidays)?;
+        routing::validate(self.routing_sections())?;
         self.calendar.validate()?;
         self.crm.validate()?;
         Ok(())

@@ -7,6 +7,7 @@
 //! connection must send its request head within `server.header_timeout_ms`.
 
 pub mod api;
+pub mod twilio;
 pub mod ws_errors;
 
 use std::future::Future;
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(api::routes())
+        .merge(twilio::routes())
         .with_state(state)
 }
 

@@ -63,6 +63,7 @@ macro_rules! in_tx {
 
 mod outbox;
 mod records;
+mod routing;
 mod sessions;
 mod slots;
 
@@ -71,6 +72,7 @@ pub use records::{
     ActivityRecord, CallEventRecord, CallRecord, ContactRecord, IngestOutcome, LeadFilter,
     LeadRecord, NewCall, NewContact, NewLead,
 };
+pub use routing::{CallRef, HandoffEvent, VoicemailRef, HANDOFF_KIND, TRANSFER_KIND};
 pub use sessions::{Speaker, ToolClaim, TurnRow};
 pub use slots::{
     BookingRecord, CancelOutcome, ClaimOutcome, ConfirmOutcome, HoldRecord, HoldStatus, NewBooking,
