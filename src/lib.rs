@@ -35,7 +35,7 @@
 //! | [`call`] | the sans-IO call core and [`call::Session`] (core ⇄ [`call::Conversation`]), the reply pipeline, the tool runner, the call record writer, the per-call tokio driver |
 //! | [`providers`] | streaming `Stt`/`Llm`/`Tts` traits and implementations (scripted fakes first) |
 //! | [`brain`] | intent, lead tier A–D, slot filling (later issues) |
-//! | [`routing`] | inbound plan stages 1–3, TwiML (later issues) |
+//! | [`routing`] | the inbound plan (stages 1–3, IVR, on-call, protection) as a pure function, TwiML, Twilio signatures and stream tokens |
 //! | [`booking`] | `Calendar` trait: slots, holds with TTL, bookings; local + Cal.com |
 //! | [`crm`] | `Crm` trait: lookup, upsert; local + HubSpot |
 //! | [`notify`] | Slack cards, overnight queue, signed call-back links (later issues) |

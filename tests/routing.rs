@@ -567,15 +567,17 @@ async fn warm_transfer_whisper_no_accept_back_to_the_ai() {
     );
     let after = connect.attr("action").expect("after-stream").to_string();
 
-    // The media session decides on a transfer: it writes the hand-off and
-    // closes the stream (here written straight to the store, as the session does).
+    // The media stream: the caller presses 0 for a person; the session says
+    // its hand-off line, records the decision, and closes the stream.
+    let closed = media_call(&tw, sid, &params, true).await;
+    assert_eq!(
+        closed,
+        Some(1000),
+        "a normal close hands the call back to Twilio"
+    );
     let store = &tw.services.store;
     let call = store.call_by_sid(sid).await.expect("db").expect("call");
-    let detail = r#"{"target": "ring", "summary": "Jo Bloggs, new demo enquiry, tier B, 15-person sales team"}"#;
-    assert!(store
-        .add_call_event(&call.id, now, "handoff", detail)
-        .await
-        .expect("db"));
+    assert_eq!(call.status, "handed_off");
 
     // Twilio fetches the next step: the transfer ring, every leg screened.
     let ring = tw.twiml(&after, &voice_params(sid, PRIMARY_AI)).await;
@@ -606,7 +608,7 @@ async fn warm_transfer_whisper_no_accept_back_to_the_ai() {
     assert_eq!(gather.attr("numDigits"), Some("1"));
     assert_eq!(
         gather.find("Say").map(|s| s.text.as_str()),
-        Some("Transfer from the AI receptionist: Jo Bloggs, new demo enquiry, tier B, 15-person sales team")
+        Some("Transfer from the AI receptionist: Caller pressed 0 to speak to someone")
     );
     // A key accepts (bridge); no key means the Gather's <Hangup/> ran.
     let accept = gather.attr("action").expect("accept").to_string();
@@ -754,4 +756,90 @@ async fn menu_key_to_oncall_rotation_then_voicemail_alert() {
     ] {
         assert!(k.iter().any(|x| x == want), "{want} in {k:?}");
     }
+}
+
+/// A media stream with these parameters: waits for the greeting, presses 0
+/// when `press_zero`, and returns the close code the server sent (if any).
+async fn media_call(
+    tw: &Tw,
+    call_sid: &str,
+    params: &BTreeMap<String, Pii<String>>,
+    press_zero: bool,
+) -> Option<u16> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let ws_url = format!("{}/media/twilio", tw.base.replacen("http", "ws", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .expect("upgrade");
+    let custom: serde_json::Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.expose().clone())))
+        .collect();
+    let sid = "MZ00000000000000000000000000000001";
+    let start = serde_json::json!({
+        "event": "start",
+        "streamSid": sid,
+        "start": {"streamSid": sid, "callSid": call_sid, "accountSid": "AC1", "customParameters": custom}
+    });
+    ws.send(Message::text(start.to_string()))
+        .await
+        .expect("send");
+    let mut pressed = false;
+    let r = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                    if v["event"] == "mark" {
+                        // Echo marks at once: the greeting plays instantly.
+                        let echo = serde_json::json!({"event": "mark", "streamSid": sid, "mark": v["mark"]});
+                        let _ = ws.send(Message::text(echo.to_string())).await;
+                    }
+                    if v["event"] == "media" && press_zero && !pressed {
+                        pressed = true;
+                        let dtmf = serde_json::json!({"event": "dtmf", "streamSid": sid, "dtmf": {"track": "inbound_track", "digit": "0"}});
+                        let _ = ws.send(Message::text(dtmf.to_string())).await;
+                    }
+                }
+                Ok(Message::Close(f)) => return f.map(|f| u16::from(f.code)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await;
+    r.unwrap_or(None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_stream_without_a_valid_token_is_closed() {
+    let db = common::TestDb::sqlite().await;
+    let tw = spawn(&db).await;
+    let key = StreamKey::from_auth_token(AUTH);
+    let sid = "CA55555555555555555555555555555555";
+    let doc = tw
+        .twiml(
+            &format!("{PUBLIC}/twilio/voice"),
+            &voice_params(sid, PRIMARY_AI),
+        )
+        .await;
+    let good = stream_params(doc.find("Stream").expect("stream"));
+    // No token at all.
+    let mut none = good.clone();
+    none.remove("token");
+    assert_eq!(media_call(&tw, sid, &none, false).await, Some(1008));
+    // A forged token.
+    let mut forged = good.clone();
+    forged.insert("token".into(), Pii::new("4102444800.00ff".into()));
+    assert_eq!(media_call(&tw, sid, &forged, false).await, Some(1008));
+    // A real token, for another call.
+    assert_eq!(
+        media_call(&tw, "CA66666666666666666666666666666666", &good, false).await,
+        Some(1008)
+    );
+    // The real one for its call is served (and hangs up normally on 0).
+    assert!(verify_stream_token(&good, &key, common::t("2026-11-30T10:00:00Z")).is_ok());
+    assert_eq!(media_call(&tw, sid, &good, true).await, Some(1000));
 }

@@ -203,6 +203,9 @@ impl ChatLog {
     }
 }
 
+/// What the receptionist says before handing the caller to people.
+pub const HANDOFF_LINE: &str = "One moment while I connect you.";
+
 /// Messages kept by [`ScriptedConversation`]: 16 exchanges.
 const SCRIPTED_HISTORY: usize = 32;
 
@@ -253,6 +256,14 @@ impl Conversation for ScriptedConversation {
             Event::ModelToolCall(call) => {
                 // No tools are offered, so a call is the model making one up.
                 tracing::warn!(tool = %call.name, "model called a tool that was not offered");
+            }
+            // 0 is "a person, please" on every phone menu.
+            Event::Dtmf('0') => {
+                out.push(Directive::Say(HANDOFF_LINE.into()));
+                out.push(Directive::End(Ending::HandOff {
+                    target: String::new(),
+                    summary: "Caller pressed 0 to speak to someone".into(),
+                }));
             }
             Event::ReplyFailed | Event::ToolFinished(_) | Event::Dtmf(_) | Event::Ended => {}
         }

@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use super::conversation::{ConversationFactory, ScriptedConversations};
-use super::core::{CoreConfig, Observation};
+use super::core::{CoreConfig, HangupReason, Observation};
 use super::record::Recorder;
 use super::recording::CallRecording;
 use super::reply::{run_reply, Voice};
@@ -43,6 +43,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::providers::{Providers, SttInput, SttParams, SttSession};
+use crate::routing::signature::{verify_stream_token, StreamKey};
 use crate::store::Store;
 
 /// What every call needs from the server. Cheap to clone.
@@ -66,6 +67,9 @@ pub struct CallServices {
     pub region: Option<phonenumber::country::Id>,
     /// Tool jobs and record writers: the server waits for them when it drains.
     pub tracker: TaskTracker,
+    /// Checks the signed stream token the routing plan put in the stream's
+    /// parameters; `None` (no `[[numbers]]`, e.g. the demo): not checked.
+    pub stream_key: Option<Arc<StreamKey>>,
 }
 
 impl std::fmt::Debug for CallServices {
@@ -104,6 +108,14 @@ impl CallServices {
             clock: s.clock.clone(),
             region: Some(s.region),
             tracker,
+            // With numbers configured, App::validate requires the token.
+            stream_key: (!app.config.numbers.is_empty())
+                .then(|| {
+                    s.twilio_auth_token
+                        .as_ref()
+                        .map(|t| Arc::new(StreamKey::from_auth_token(t.expose())))
+                })
+                .flatten(),
         }
     }
 }
@@ -306,6 +318,16 @@ pub async fn run_call<T, C>(
                 return;
             }
         };
+        if let Some(key) = &services.stream_key {
+            let ok = verify_stream_token(&start.custom_parameters, key, services.clock.now())
+                .is_ok_and(|ctx| ctx.call_sid == start.call_sid);
+            if !ok {
+                metrics.calls_refused.fetch_add(1, Relaxed);
+                warn!("media stream without a valid stream token: closing");
+                close(&mut socket, 1008, "bad stream token").await;
+                return;
+            }
+        }
         let Ok(permit) = slots.try_acquire_owned() else {
             metrics.calls_refused.fetch_add(1, Relaxed);
             warn!(
@@ -416,12 +438,22 @@ async fn drive<T, C>(
     tokio::pin!(cancelled);
     let now = || tokio::time::Instant::now().into_std();
 
-    // Recorded when the routing plan asked (`record` parameter) or always.
-    let wants_recording = cfg.recording.always
-        || start
+    // Recorded when the called number has `record = true`, the stream asks
+    // (`record` parameter), or `[recording] always`.
+    let param = |name: &str| {
+        start
             .custom_parameters
             .iter()
-            .any(|(k, v)| k.eq_ignore_ascii_case("record") && v.expose().trim() == "true");
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.expose().trim().to_string())
+    };
+    let number = param("number");
+    let wants_recording = cfg.recording.always
+        || param("record").as_deref() == Some("true")
+        || cfg
+            .numbers
+            .iter()
+            .any(|n| n.record && Some(n.e164.as_str()) == number.as_deref());
     let mut recording = None;
     let mut recording_name = None;
     if wants_recording {
@@ -517,6 +549,13 @@ async fn drive<T, C>(
                 Output::Observe(o) => observe(&metrics, o),
                 Output::Hangup(reason) => {
                     debug!(?reason, "hanging up");
+                    if reason == HangupReason::HandOff {
+                        if let Some(rec) = &recorder {
+                            if !rec.flush(Duration::from_secs(2)).await {
+                                warn!("hand-off not confirmed on record before closing");
+                            }
+                        }
+                    }
                     ended = true;
                 }
             }
@@ -622,7 +661,9 @@ async fn drive<T, C>(
         task.abort();
     }
     if !closing {
-        let _ = socket.send(Message::Close(None)).await;
+        // A normal close: for a `<Connect>` stream the carrier goes on to
+        // the TwiML's action URL (the hand-off ring, voicemail, hang-up).
+        close(&mut socket, 1000, "call ended").await;
     }
     counts.flush(&metrics);
     info!(malformed, tools = runner.started(), "call ended");

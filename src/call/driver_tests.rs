@@ -323,6 +323,7 @@ fn services(
         clock: Arc::new(SystemClock),
         region: None,
         tracker: TaskTracker::new(),
+        stream_key: None,
     }
 }
 

@@ -40,9 +40,16 @@ pub fn end_status(reason: HangupReason) -> (&'static str, &'static str) {
     }
 }
 
+/// What the writer task is sent.
+enum Op {
+    Write(DateTime<Utc>, Record),
+    /// Answer once everything queued before has been written.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// The sending side, owned by the call's driver.
 pub struct Recorder {
-    tx: mpsc::Sender<(DateTime<Utc>, Record)>,
+    tx: mpsc::Sender<Op>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     ended: bool,
@@ -72,9 +79,22 @@ impl Recorder {
         if matches!(record, Record::Ended(_)) {
             self.ended = true;
         }
-        if self.tx.try_send((self.clock.now(), record)).is_err() {
+        if self
+            .tx
+            .try_send(Op::Write(self.clock.now(), record))
+            .is_err()
+        {
             self.metrics.record_writes_dropped.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Wait until everything recorded so far is in the store (at most
+    /// `within`): a hand-off must be on record before the stream closes,
+    /// because the carrier asks for the next step as soon as it does.
+    pub async fn flush(&self, within: std::time::Duration) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = tokio::time::timeout(within, self.tx.send(Op::Flush(tx))).await;
+        matches!(sent, Ok(Ok(()))) && matches!(tokio::time::timeout(within, rx).await, Ok(Ok(())))
     }
 }
 
@@ -89,21 +109,26 @@ impl Drop for Recorder {
             } else {
                 HangupReason::Disconnected
             };
-            let _ = self.tx.try_send((self.clock.now(), Record::Ended(reason)));
+            let _ = self
+                .tx
+                .try_send(Op::Write(self.clock.now(), Record::Ended(reason)));
         }
     }
 }
 
-async fn write_all(
-    store: Store,
-    mut rx: mpsc::Receiver<(DateTime<Utc>, Record)>,
-    metrics: Arc<Metrics>,
-) {
+async fn write_all(store: Store, mut rx: mpsc::Receiver<Op>, metrics: Arc<Metrics>) {
     let mut call_id: Option<String> = None;
-    while let Some((at, record)) = rx.recv().await {
-        if let Err(e) = write_one(&store, &mut call_id, at, record).await {
-            metrics.record_write_errors.fetch_add(1, Relaxed);
-            tracing::warn!(error = %e, "call record write failed");
+    while let Some(op) = rx.recv().await {
+        match op {
+            Op::Write(at, record) => {
+                if let Err(e) = write_one(&store, &mut call_id, at, record).await {
+                    metrics.record_write_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(error = %e, "call record write failed");
+                }
+            }
+            Op::Flush(done) => {
+                let _ = done.send(());
+            }
         }
     }
 }
