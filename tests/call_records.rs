@@ -325,10 +325,9 @@ async fn a_recorded_call_leaves_an_ogg_opus_file_linked_from_its_record() {
         .unwrap();
     let file = dir.path().join("recordings").join("CArecorded.ogg");
     let bytes = std::fs::read(&file).expect("the recording exists");
-    let (rate, _, packets, _) =
-        frontdesk::audio::ogg::read_ogg_opus(&bytes).expect("a valid Ogg Opus file");
-    assert_eq!(rate, 8000);
-    assert_eq!(packets.len(), 100, "one 20 ms packet per caller frame");
+    let ogg = frontdesk::audio::ogg::read_ogg_opus(&bytes).expect("a valid Ogg Opus file");
+    assert_eq!(ogg.input_rate, 8000);
+    assert_eq!(ogg.packets.len(), 100, "one 20 ms packet per caller frame");
     let store = frontdesk::store::Store::connect(&url, &cfg.storage)
         .await
         .unwrap();

@@ -159,10 +159,22 @@ fn io(e: std::io::Error) -> AudioError {
     AudioError::Io(e.to_string())
 }
 
-/// The packets of an Ogg Opus file, checked: page CRCs, header packets,
-/// granule of the last page. Returns `(input_rate, pre_skip, packets,
-/// last_granule)`.
-pub fn read_ogg_opus(data: &[u8]) -> Result<(u32, u16, Vec<Vec<u8>>, u64), AudioError> {
+/// What [`read_ogg_opus`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OggOpus {
+    /// `OpusHead` input sample rate.
+    pub input_rate: u32,
+    /// `OpusHead` pre-skip, 48 kHz samples.
+    pub pre_skip: u16,
+    /// The audio packets, in order.
+    pub packets: Vec<Vec<u8>>,
+    /// Granule position of the last page.
+    pub last_granule: u64,
+}
+
+/// The packets of an Ogg Opus file, checked: page CRCs, header packets, an
+/// end-of-stream page.
+pub fn read_ogg_opus(data: &[u8]) -> Result<OggOpus, AudioError> {
     let bad = |m: &str| AudioError::Format(m.to_string());
     let mut pos = 0;
     let mut packets: Vec<Vec<u8>> = Vec::new();
@@ -220,7 +232,12 @@ pub fn read_ogg_opus(data: &[u8]) -> Result<(u32, u16, Vec<Vec<u8>>, u64), Audio
     }
     let pre_skip = u16::from_le_bytes([head[10], head[11]]);
     let rate = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
-    Ok((rate, pre_skip, packets.split_off(2), last_granule))
+    Ok(OggOpus {
+        input_rate: rate,
+        pre_skip,
+        packets: packets.split_off(2),
+        last_granule,
+    })
 }
 
 #[cfg(test)]
@@ -253,7 +270,12 @@ mod tests {
             n += 1;
         }
         let bytes = w.finish().expect("finish");
-        let (rate, skip, packets, granule) = read_ogg_opus(&bytes).expect("valid Ogg Opus");
+        let OggOpus {
+            input_rate: rate,
+            pre_skip: skip,
+            packets,
+            last_granule: granule,
+        } = read_ogg_opus(&bytes).expect("valid Ogg Opus");
         assert_eq!((rate, skip), (8000, pre_skip));
         assert_eq!(packets.len(), n);
         assert_eq!(granule, n as u64 * 960, "48 kHz granules");

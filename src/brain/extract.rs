@@ -663,7 +663,7 @@ fn luhn(d: &str) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// What a turn must not keep, removed: card numbers (13–19 digits, written

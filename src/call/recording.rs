@@ -202,7 +202,9 @@ mod tests {
         tracker.close();
         tracker.wait().await;
         let bytes = std::fs::read(&path).expect("file");
-        let (_, _, packets, _) = read_ogg_opus(&bytes).expect("a valid Ogg Opus file");
+        let packets = read_ogg_opus(&bytes)
+            .expect("a valid Ogg Opus file")
+            .packets;
         assert_eq!(packets.len(), 100, "2 s of 20 ms packets");
         let mut dec = OpusDecoder::new(8000).expect("decoder");
         let mut pcm = Vec::new();
