@@ -627,6 +627,28 @@ async fn warm_transfer_whisper_no_accept_back_to_the_ai() {
     let ctx = verify_stream_token(&stream_params(stream), &key, now).expect("token");
     assert!(ctx.transfer_failed);
     assert_eq!(ctx.call_sid, sid);
+    // The AI picks the call up again knowing the transfer failed, and offers
+    // a booking or a call-back (its first words, on the call's record); the
+    // caller hangs up while it speaks.
+    let back_params = stream_params(stream);
+    assert_eq!(media_call(&tw, sid, &back_params, false).await, Some(1000));
+    let mut said: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        let turns = store.turns(&call.id).await.expect("turns");
+        said = turns.iter().map(|t| t.text.expose().clone()).collect();
+        if said
+            .iter()
+            .any(|t| t.contains("nobody could take your call"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        said.iter()
+            .any(|t| t.contains("nobody could take your call") && t.contains("call you back")),
+        "{said:?}"
+    );
 
     // The AI closes again without a new hand-off: the old one is not replayed.
     let again = back
@@ -758,8 +780,9 @@ async fn menu_key_to_oncall_rotation_then_voicemail_alert() {
     }
 }
 
-/// A media stream with these parameters: waits for the greeting, presses 0
-/// when `press_zero`, and returns the close code the server sent (if any).
+/// A media stream with these parameters: once the greeting plays, presses 0
+/// (`press_zero`) or hangs up (`stop`); returns the close code the server
+/// sent (if any).
 async fn media_call(
     tw: &Tw,
     call_sid: &str,
@@ -796,10 +819,14 @@ async fn media_call(
                         let echo = serde_json::json!({"event": "mark", "streamSid": sid, "mark": v["mark"]});
                         let _ = ws.send(Message::text(echo.to_string())).await;
                     }
-                    if v["event"] == "media" && press_zero && !pressed {
+                    if v["event"] == "media" && !pressed {
                         pressed = true;
-                        let dtmf = serde_json::json!({"event": "dtmf", "streamSid": sid, "dtmf": {"track": "inbound_track", "digit": "0"}});
-                        let _ = ws.send(Message::text(dtmf.to_string())).await;
+                        let next = if press_zero {
+                            serde_json::json!({"event": "dtmf", "streamSid": sid, "dtmf": {"track": "inbound_track", "digit": "0"}})
+                        } else {
+                            serde_json::json!({"event": "stop", "streamSid": sid})
+                        };
+                        let _ = ws.send(Message::text(next.to_string())).await;
                     }
                 }
                 Ok(Message::Close(f)) => return f.map(|f| u16::from(f.code)),

@@ -206,6 +206,9 @@ impl ChatLog {
 /// What the receptionist says before handing the caller to people.
 pub const HANDOFF_LINE: &str = "One moment while I connect you.";
 
+/// What the receptionist says when a transfer found nobody.
+pub const TRANSFER_FAILED_LINE: &str = "Sorry, nobody could take your call just now. I can book a time for you, or have someone call you back. Which would you prefer?";
+
 /// Messages kept by [`ScriptedConversation`]: 16 exchanges.
 const SCRIPTED_HISTORY: usize = 32;
 
@@ -236,8 +239,17 @@ impl ScriptedConversation {
 impl Conversation for ScriptedConversation {
     fn on_event(&mut self, event: Event, _now: Instant, out: &mut Vec<Directive>) {
         match event {
-            Event::Started(_) => {
-                if !self.greeting.trim().is_empty() {
+            Event::Started(info) => {
+                // Back from a transfer nobody accepted: say so, and offer
+                // what can be done instead.
+                let failed = info
+                    .params
+                    .get("transfer_failed")
+                    .is_some_and(|v| v.expose() == "true");
+                if failed {
+                    self.log.receptionist(TRANSFER_FAILED_LINE);
+                    out.push(Directive::Say(TRANSFER_FAILED_LINE.into()));
+                } else if !self.greeting.trim().is_empty() {
                     out.push(Directive::Say(self.greeting.clone()));
                 }
             }
