@@ -98,6 +98,7 @@ impl App {
     /// `check-config` runs exactly this. Errors name the key or the variable.
     pub fn validate(config: &Config, env: &Env) -> Result<Validated, ConfigError> {
         config.validate()?;
+        crate::routing::plan::validate(config)?;
         let database_url = config.database_url(env)?;
         if config.calendar.provider == CalendarProvider::Calcom
             && env.secret(env::CALCOM_API_KEY).is_none()

@@ -619,7 +619,7 @@ async fn drive<T, C>(
                         // tell the carrier why with a close code. A dropped
                         // connection is not: nothing to count or tell.
                         // (tungstenite's error text quotes no payload.)
-                        match crate::http::ws_errors::protocol_close(&e) {
+                        match crate::carrier::ws::protocol_close(&e) {
                             Some((code, reason)) => {
                                 metrics.malformed_messages.fetch_add(1, Relaxed);
                                 warn!(error = %e, close_code = code, "carrier broke the websocket protocol: ending the call");

@@ -13,6 +13,7 @@
 
 pub mod playout;
 pub mod twilio;
+pub mod ws;
 
 use std::collections::BTreeMap;
 

@@ -758,15 +758,6 @@ pub fn validate(s: Sections<'_>) -> Result<(), ConfigError> {
             }
             r => s.check_route(&key("transfer_to"), r)?,
         }
-        let nouns = crate::routing::count_ring_nouns(s, n);
-        if nouns > MAX_DIAL_NOUNS {
-            return Err(ConfigError::invalid(
-                key("ring_more"),
-                format!(
-                    "the ring would dial {nouns} devices at once; Twilio rings at most {MAX_DIAL_NOUNS}"
-                ),
-            ));
-        }
     }
 
     let tw = s.twilio;

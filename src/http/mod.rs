@@ -8,7 +8,6 @@
 
 pub mod api;
 pub mod twilio;
-pub mod ws_errors;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};

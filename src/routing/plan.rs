@@ -440,6 +440,26 @@ pub fn stage2_targets(s: Sections<'_>, t: Toggles, n: &NumberConfig) -> Vec<Targ
     out
 }
 
+/// The checks of the routing sections that need the plan itself (run by
+/// `App::validate` after `Config::validate`): no Stage 2 ring may dial more
+/// devices at once than the carrier rings.
+pub fn validate(config: &Config) -> Result<(), crate::config_error::ConfigError> {
+    let s = config.routing_sections();
+    for (i, n) in config.numbers.iter().enumerate() {
+        let nouns = count_ring_nouns(s, n);
+        if nouns > crate::config::routing::MAX_DIAL_NOUNS {
+            return Err(crate::config_error::ConfigError::invalid(
+                format!("numbers[{i}].ring_more"),
+                format!(
+                    "the ring would dial {nouns} devices at once; Twilio rings at most {}",
+                    crate::config::routing::MAX_DIAL_NOUNS
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// How many devices number `n`'s Stage 2 ring dials at once (config check).
 pub fn count_ring_nouns(s: Sections<'_>, n: &NumberConfig) -> usize {
     let t = Toggles {
