@@ -31,7 +31,7 @@
 //! | [`config`] | typed TOML config ([`config::Config`]) and the environment ([`config::Env`]), validated before anything connects |
 //! | [`audio`] | G.711 μ-law/A-law, 20 ms PCM frames, streaming resampling (rubato), Opus (audiopus), WAV loading |
 //! | [`vad`] | webrtc-vad with hysteresis → `SpeechStarted`/`SpeechEnded`; the barge-in policy |
-//! | [`carrier`] | wire formats per carrier ⇄ carrier-neutral [`carrier::CallEvent`] / [`carrier::CarrierCommand`]; the shared carrier playout emulator |
+//! | [`carrier`] | wire formats per carrier ⇄ carrier-neutral [`carrier::CallEvent`] / [`carrier::CarrierCommand`]; close codes for transport rejections; the shared carrier playout emulator |
 //! | [`call`] | the sans-IO call core and [`call::Session`] (core ⇄ [`call::Conversation`]), the reply pipeline, the tool runner, the call record writer, the per-call tokio driver |
 //! | [`providers`] | streaming `Stt`/`Llm`/`Tts` traits and implementations (scripted fakes first) |
 //! | [`brain`] | intent, lead tier A–D, slot filling (later issues) |
