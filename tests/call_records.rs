@@ -2,8 +2,6 @@
 //! whose connection dies mid-call (TCP reset, no `stop`) still leaves a call
 //! with `ended_at`, a status, and each turn of its transcript.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -18,55 +16,14 @@ use frontdesk::carrier::playout::{Playout, PlayoutEvent};
 const TOKEN: &str = "records-token";
 const SID: &str = "MZrec00000000000000000000000000001";
 
-struct Server {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
+#[path = "support/binary.rs"]
+mod binary;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("frontdesk.toml");
-    std::fs::write(
-        &cfg,
+fn start_server() -> binary::Server {
+    binary::spawn(
         "[vad]\nend_ms = 300\n[call]\ngreeting = \"Thanks for calling.\"\n",
+        &[("FRONTDESK_API_TOKEN", TOKEN)],
     )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_frontdesk"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&cfg)
-        .env(
-            "FRONTDESK_DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("t.db").display()),
-        )
-        .env("FRONTDESK_API_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn frontdesk");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Server {
-        child,
-        addr,
-        _dir: dir,
-    }
 }
 
 fn fixture(name: &str) -> Vec<i16> {

@@ -10,9 +10,7 @@
 //! a short burst plus line noise that must not interrupt.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -25,45 +23,11 @@ use frontdesk::carrier::playout::{Playout, PlayoutEvent};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-struct Server {
-    child: Child,
-    addr: String,
-}
+#[path = "support/binary.rs"]
+mod binary;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(config: &str) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("frontdesk.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_frontdesk"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&path)
-        .env(
-            "FRONTDESK_DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("t.db").display()),
-        )
-        .env("RUST_LOG", "warn")
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn frontdesk");
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    std::mem::forget(dir); // the server keeps using it until killed
-    Server { child, addr }
+fn start_server(config: &str) -> binary::Server {
+    binary::spawn(config, &[])
 }
 
 fn fixture(name: &str) -> Vec<i16> {

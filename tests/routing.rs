@@ -99,23 +99,11 @@ async fn spawn(db: &common::TestDb) -> Tw {
         (env::TWILIO_AUTH_TOKEN, AUTH),
     ]);
     let clock = Arc::new(ManualClock::new(common::t("2026-11-30T10:00:00Z")));
-    let app = frontdesk::app::App::build(config(), &env, clock)
-        .await
-        .expect("app");
-    let services = app.services.clone();
-    let state = frontdesk::http::AppState::new(&app);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let router = frontdesk::http::router(state);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let app = common::serve_env(config(), env, clock, Some(API)).await;
     Tw {
-        base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-        services,
+        base: app.base,
+        http: app.http,
+        services: app.services,
     }
 }
 

@@ -149,6 +149,17 @@ pub async fn serve(config: Config, url: &str, clock: Arc<ManualClock>, token: Op
     if let Some(t) = token {
         env = env.with(env::API_TOKEN, t);
     }
+    serve_env(config, env, clock, token).await
+}
+
+/// [`serve`] with a whole environment of the test's own (e.g. with
+/// `TWILIO_AUTH_TOKEN`); `token` is the API token requests carry.
+pub async fn serve_env(
+    config: Config,
+    env: Env,
+    clock: Arc<ManualClock>,
+    token: Option<&str>,
+) -> App {
     let app = frontdesk::app::App::build(config, &env, clock)
         .await
         .expect("app");
