@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub mod env;
+pub mod notify;
 pub use env::Env;
 
 pub use crate::config_error::{check_http_client, ConfigError};
@@ -39,6 +40,14 @@ pub struct Config {
     pub call: CallConfig,
     /// `[providers.stt|llm|tts]`.
     pub providers: ProvidersConfig,
+    /// `[slack]`: lead cards, digest, escalation.
+    pub slack: notify::SlackConfig,
+    /// `[links]`: signed call-back links and the reps who claim them.
+    pub links: notify::LinksConfig,
+    /// `[webhooks]`: the post-call webhook.
+    pub webhooks: notify::WebhooksConfig,
+    /// `[twilio]`: REST base URL (click-to-call), SMS sender.
+    pub twilio: notify::TwilioConfig,
 }
 
 /// `[server]`
@@ -545,6 +554,10 @@ impl Config {
         self.storage.validate()?;
         self.calendar.validate()?;
         self.crm.validate()?;
+        self.slack.validate()?;
+        self.links.validate()?;
+        self.webhooks.validate()?;
+        self.twilio.validate()?;
         Ok(())
     }
 }
