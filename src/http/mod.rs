@@ -6,6 +6,7 @@
 //! and are then cancelled, and only then does the HTTP server stop.
 
 pub mod api;
+pub mod notify;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(api::routes())
+        .merge(notify::routes())
         .with_state(state)
 }
 
