@@ -110,9 +110,10 @@ impl TwilioDialer {
                 .map(str::to_string)
                 .ok_or_else(|| DialError::Transient("no sid in the answer".into()));
         }
+        // Twilio's `message` can quote the phone number: keep only its code.
         let msg = format!(
-            "{status}: {}",
-            body.get("message").and_then(Value::as_str).unwrap_or("")
+            "{status}: code {}",
+            body.get("code").and_then(Value::as_i64).unwrap_or(0)
         );
         if status.is_server_error() || status.as_u16() == 429 {
             Err(DialError::Transient(msg))
