@@ -428,9 +428,12 @@ async fn outage_then_recovery_delivers_each_card_once(db: TestDb) {
         n.worker.run_once().await.unwrap();
         t_now += Duration::seconds(20);
     }
-    let s = mock.lock().unwrap();
-    assert!(s.requests > s.posts.len(), "the outage was seen");
-    let mut texts = card_names(&s.posts);
+    let (requests, posts) = {
+        let s = mock.lock().unwrap();
+        (s.requests, s.posts.clone())
+    };
+    assert!(requests > posts.len(), "the outage was seen");
+    let mut texts = card_names(&posts);
     texts.sort();
     assert_eq!(texts.len(), 5, "{texts:#?}");
     for i in 0..5 {
@@ -443,7 +446,6 @@ async fn outage_then_recovery_delivers_each_card_once(db: TestDb) {
             "{texts:#?}"
         );
     }
-    drop(s);
     for kind in ["lead.created", "slack.card"] {
         for item in store.outbox_items(kind).await.unwrap() {
             assert_eq!(item.status, OutboxStatus::Delivered, "{item:?}");
@@ -719,9 +721,12 @@ async fn digest_and_escalation_once_across_two_nodes() {
 
 // ------------------------------------------------------ links over HTTP
 
+/// (authorization header, path, form fields) of one request.
+type TwilioRequest = (Option<String>, String, Vec<(String, String)>);
+
 #[derive(Default)]
 struct TwilioState {
-    calls: Vec<(Option<String>, String, Vec<(String, String)>)>,
+    calls: Vec<TwilioRequest>,
 }
 
 type TwilioMock = Arc<Mutex<TwilioState>>;
