@@ -134,20 +134,6 @@ impl Store {
         row.map(ClaimRow::into_claim).transpose()
     }
 
-    /// Claims of these leads (for the escalation's "still unclaimed").
-    pub async fn claimed_since(&self, since: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = on_pool!(self, |p| {
-            sqlx::query_as(
-                "SELECT c.lead_id FROM lead_claims c JOIN leads l ON l.id = c.lead_id \
-                 WHERE l.created_ms >= $1",
-            )
-            .bind(to_ms(since))
-            .fetch_all(p)
-            .await?
-        });
-        Ok(rows.into_iter().map(|(id,)| id).collect())
-    }
-
     /// Record that click-to-call dialled for a claimed lead (the first dial
     /// time is kept).
     pub async fn record_dial(
