@@ -19,6 +19,7 @@ use crate::clock::{Clock, TokioSleeper};
 use crate::config::{env, Config, ConfigError, Env};
 use crate::crm::{Crm, CrmProvider, HubspotCrm, LocalCrm};
 use crate::metrics::Metrics;
+use crate::notify::Notify;
 use crate::phone;
 use crate::pii::Secret;
 use crate::providers::Providers;
@@ -56,6 +57,9 @@ pub struct Services {
     /// `TWILIO_AUTH_TOKEN`: checks `X-Twilio-Signature` and keys the stream
     /// token (`None`: every Twilio webhook answers 403).
     pub twilio_auth_token: Option<Secret<String>>,
+    /// Slack cards, call-back links, the post-call webhook (`None`: none
+    /// of them is configured).
+    pub notify: Option<Notify>,
 }
 
 /// Everything built once per process.
@@ -125,6 +129,7 @@ impl App {
                 env::TWILIO_AUTH_TOKEN,
             ));
         }
+        notify_env(config, env)?;
         // Files the providers load at start-up (e.g. the scripted TTS audio).
         Providers::from_config(config)
             .map_err(|e| ConfigError::invalid(e.key.clone(), e.message.clone()))?;
@@ -206,7 +211,9 @@ impl Services {
                 )?)
             }
         };
+        let notify = build_notify(config, env, v, &store, &clock)?;
         Ok(Services {
+            notify,
             store,
             calendar,
             crm,
@@ -217,4 +224,129 @@ impl Services {
             twilio_auth_token: env.secret(env::TWILIO_AUTH_TOKEN),
         })
     }
+}
+
+/// The environment the notify features need: a bot token in bot mode, the
+/// link secret wherever links are handed out (Slack cards, reps), the webhook
+/// secret with a post-call URL.
+fn notify_env(config: &Config, env: &Env) -> Result<(), ConfigError> {
+    use crate::config::notify::SlackMode;
+    let mode = match config.slack.mode {
+        SlackMode::Off => None,
+        SlackMode::Bot => Some("\"bot\""),
+        SlackMode::Webhook => Some("\"webhook\""),
+    };
+    if config.slack.mode == SlackMode::Bot && env.secret(env::SLACK_BOT_TOKEN).is_none() {
+        return Err(ConfigError::missing_env(
+            "slack.mode",
+            "\"bot\"",
+            env::SLACK_BOT_TOKEN,
+        ));
+    }
+    if let Some(m) = mode {
+        if env.secret(env::LINK_SECRET).is_none() {
+            return Err(ConfigError::missing_env("slack.mode", m, env::LINK_SECRET));
+        }
+    }
+    if !config.links.reps.is_empty() && env.secret(env::LINK_SECRET).is_none() {
+        return Err(ConfigError::missing_env(
+            "links.reps",
+            "a rep list",
+            env::LINK_SECRET,
+        ));
+    }
+    if !config.webhooks.post_call_url.is_empty() && env.secret(env::WEBHOOK_SECRET).is_none() {
+        return Err(ConfigError::missing_env(
+            "webhooks.post_call_url",
+            "a URL",
+            env::WEBHOOK_SECRET,
+        ));
+    }
+    Ok(())
+}
+
+/// Opening hours for in-hours / after-hours decisions: `[business.hours]`
+/// in `business.timezone`, closed on `business.holidays` (validated as
+/// dates by `Config::validate`).
+fn business_hours(config: &Config, tz: Tz) -> Result<crate::notify::BusinessHours, ConfigError> {
+    let mut holidays = Vec::with_capacity(config.business.holidays.len());
+    for (i, h) in config.business.holidays.iter().enumerate() {
+        let d = chrono::NaiveDate::parse_from_str(h.trim(), "%Y-%m-%d").map_err(|_| {
+            ConfigError::invalid(format!("business.holidays[{i}]"), "not a date (YYYY-MM-DD)")
+        })?;
+        holidays.push(d);
+    }
+    crate::notify::BusinessHours::new("business.hours", tz, &config.business.hours, &holidays)
+}
+
+fn build_notify(
+    config: &Config,
+    env: &Env,
+    v: &Validated,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<Notify>, ConfigError> {
+    use crate::config::notify::SlackMode;
+    use crate::notify::{dial::TwilioDialer, slack::SlackClient, webhook::WebhookClient};
+    let link_secret = env.secret(env::LINK_SECRET);
+    let slack_on = config.slack.mode != SlackMode::Off;
+    let hook_on = !config.webhooks.post_call_url.is_empty();
+    if !slack_on && !hook_on && link_secret.is_none() {
+        return Ok(None);
+    }
+    let client_err = |key: &str| {
+        let key = key.to_string();
+        move |e: reqwest::Error| {
+            ConfigError::invalid(key, format!("cannot build the HTTP client: {e}"))
+        }
+    };
+    let slack = if slack_on {
+        Some(
+            SlackClient::new(&config.slack, env.secret(env::SLACK_BOT_TOKEN))
+                .map_err(client_err("slack"))?,
+        )
+    } else {
+        None
+    };
+    let webhook = match env.secret(env::WEBHOOK_SECRET) {
+        Some(secret) if hook_on => Some(
+            WebhookClient::new(
+                &config.webhooks.post_call_url,
+                secret,
+                Duration::from_millis(config.webhooks.timeout_ms),
+            )
+            .map_err(client_err("webhooks"))?,
+        ),
+        _ => None,
+    };
+    let dialer = match (
+        env.secret(env::TWILIO_ACCOUNT_SID),
+        env.secret(env::TWILIO_AUTH_TOKEN),
+    ) {
+        (Some(sid), Some(token)) if !config.links.caller_id.is_empty() => Some(
+            TwilioDialer::new(
+                &config.twilio.api_base_url,
+                sid,
+                token,
+                &config.links.caller_id,
+            )
+            .map_err(client_err("twilio"))?,
+        ),
+        _ => None,
+    };
+    Ok(Some(Notify::new(crate::notify::NotifyParts {
+        store: store.clone(),
+        clock: clock.clone(),
+        sleeper: Arc::new(TokioSleeper),
+        hours: business_hours(config, v.business_tz)?,
+        public_url: config.server.public_url.clone(),
+        links: link_secret.as_ref().map(crate::notify::LinkSigner::new),
+        link_ttl: chrono::Duration::hours(i64::from(config.links.ttl_h)),
+        reps: config.links.reps.clone(),
+        dialer,
+        slack_cfg: config.slack.clone(),
+        slack,
+        slack_signing: env.secret(env::SLACK_SIGNING_SECRET),
+        webhook,
+    })))
 }

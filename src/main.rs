@@ -186,7 +186,19 @@ async fn serve(config: Config, env: Env, listen: Option<std::net::SocketAddr>) -
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
     });
-    match frontdesk::http::serve(listener, state, shutdown_signal()).await {
+    // The notify outbox worker (Slack cards, digest, escalation, post-call
+    // webhook) runs beside the server and stops after it.
+    let stop_worker = tokio_util::sync::CancellationToken::new();
+    let worker = app.services.notify.clone().map(|n| {
+        let w = frontdesk::notify::worker::Worker::new(n);
+        tokio::spawn(w.run(std::time::Duration::from_secs(1), stop_worker.clone()))
+    });
+    let served = frontdesk::http::serve(listener, state, shutdown_signal()).await;
+    stop_worker.cancel();
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("server error: {e}");

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub mod env;
+pub mod notify;
 pub mod routing;
 pub use env::Env;
 
@@ -54,6 +55,12 @@ pub struct Config {
     pub oncall: Vec<routing::OncallConfig>,
     /// `[twilio]`: REST base URL, SMS sender.
     pub twilio: routing::TwilioConfig,
+    /// `[slack]`: lead cards, digest, escalation.
+    pub slack: notify::SlackConfig,
+    /// `[links]`: signed call-back links and the reps who claim them.
+    pub links: notify::LinksConfig,
+    /// `[webhooks]`: the post-call webhook.
+    pub webhooks: notify::WebhooksConfig,
 }
 
 /// `[server]`
@@ -782,6 +789,10 @@ impl Config {
         routing::validate(self.routing_sections())?;
         self.calendar.validate()?;
         self.crm.validate()?;
+        self.slack.validate()?;
+        self.links.validate()?;
+        self.webhooks.validate()?;
+        notify::validate_twilio(&self.twilio)?;
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 //! connection must send its request head within `server.header_timeout_ms`.
 
 pub mod api;
+pub mod notify;
 pub mod twilio;
 
 use std::future::Future;
@@ -101,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(api::routes())
         .merge(twilio::routes())
+        .merge(notify::routes())
         .with_state(state)
 }
 

@@ -61,12 +61,14 @@ macro_rules! in_tx {
     };
 }
 
+mod claims;
 mod outbox;
 mod records;
 mod routing;
 mod sessions;
 mod slots;
 
+pub use claims::{ClaimResult, LeadCard, LeadClaim};
 pub use outbox::{OutboxItem, OutboxStatus};
 pub use records::{
     ActivityRecord, CallEventRecord, CallRecord, ContactRecord, IngestOutcome, LeadFilter,

@@ -140,6 +140,57 @@ impl Store {
         rows.into_iter().map(OutboxRow::into_item).collect()
     }
 
+    /// [`Store::lease_outbox`] restricted to these kinds, so each consumer
+    /// (the notifier, a CRM sync) leases only what it can deliver.
+    pub async fn lease_outbox_kinds(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+        kinds: &[&str],
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 4)).collect();
+        let list = list.join(", ");
+        let sql = format!(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = $2 \
+             WHERE status = 'pending' AND next_attempt_ms <= $1 AND id IN ( \
+               SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_ms <= $1 \
+               AND kind IN ({list}) ORDER BY next_attempt_ms, id LIMIT $3) \
+             RETURNING {COLUMNS}"
+        );
+        let rows: Vec<OutboxRow> = on_pool!(self, |p| {
+            let mut q = sqlx::query_as(&sql)
+                .bind(to_ms(now))
+                .bind(to_ms(lease_until))
+                .bind(limit.max(0));
+            for k in kinds {
+                q = q.bind(*k);
+            }
+            q.fetch_all(p).await?
+        });
+        rows.into_iter().map(OutboxRow::into_item).collect()
+    }
+
+    /// Put a leased item back without counting the attempt against it (a
+    /// rate limit or a pacing wait, not a failure): due again at `at`.
+    pub async fn outbox_defer(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        on_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE outbox SET next_attempt_ms = $2, attempts = attempts - 1 \
+                 WHERE id = $1 AND status = 'pending' AND attempts > 0",
+            )
+            .bind(id)
+            .bind(to_ms(at))
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
     /// Mark a leased item delivered.
     pub async fn outbox_delivered(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         on_pool!(self, |p| {

@@ -605,6 +605,16 @@ impl Store {
         }))
     }
 
+    /// One lead by id.
+    pub async fn lead_by_id(&self, id: &str) -> Result<Option<LeadRecord>, StoreError> {
+        let sql = format!("SELECT {LEAD_COLUMNS} FROM leads WHERE id = $1");
+        let row: Option<LeadRow> = on_pool!(self, |p| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await?);
+        row.map(LeadRow::into_record).transpose()
+    }
+
     /// Leads, newest first.
     pub async fn list_leads(&self, f: &LeadFilter) -> Result<Vec<LeadRecord>, StoreError> {
         let sql = format!(
