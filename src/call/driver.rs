@@ -432,6 +432,7 @@ async fn drive<T, C>(
     let mut armed: Option<std::time::Instant> = None;
     let mut closing = false;
     let mut ended = false;
+    let mut tools_running = 0usize;
     // Built once: a fresh `cancelled()` future per loop turn registers and
     // unregisters a waiter every frame (a few % of server CPU at 1,000 calls).
     let cancelled = cancel.cancelled();
@@ -530,6 +531,7 @@ async fn drive<T, C>(
                 }
                 Output::RunTool(job) => {
                     if runner.submit(job) {
+                        tools_running += 1;
                         metrics.tool_jobs.fetch_add(1, Relaxed);
                     }
                 }
@@ -646,7 +648,11 @@ async fn drive<T, C>(
                 None => stt.state = SttState::Gone,
             },
             Some((gen, ev)) = reply_rx.recv() => session.handle_reply(gen, ev, now()),
-            Some(outcome) = tool_rx.recv() => session.handle_tool_outcome(outcome, now()),
+            // Polled only while a job runs: an idle receiver costs a check per frame.
+            Some(outcome) = tool_rx.recv(), if tools_running > 0 => {
+                tools_running -= 1;
+                session.handle_tool_outcome(outcome, now());
+            }
             _ = &mut sleep, if armed.is_some() => {
                 armed = None;
                 session.handle_timeout(now());

@@ -121,7 +121,9 @@ async fn write_all(store: Store, mut rx: mpsc::Receiver<Op>, metrics: Arc<Metric
     while let Some(op) = rx.recv().await {
         match op {
             Op::Write(at, record) => {
-                if let Err(e) = write_one(&store, &mut call_id, at, record).await {
+                // Boxed: the task rests between writes holding only its
+                // receiver, not the (large) state of every query future.
+                if let Err(e) = Box::pin(write_one(&store, &mut call_id, at, record)).await {
                     metrics.record_write_errors.fetch_add(1, Relaxed);
                     tracing::warn!(error = %e, "call record write failed");
                 }
