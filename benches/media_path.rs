@@ -2,8 +2,9 @@
 //!
 //! - `inbound/parse+decode`: one Twilio `media` message → 160 PCM samples.
 //! - `inbound/vad`: one frame through webrtc-vad + hysteresis.
-//! - `inbound/parse+decode+vad+core`: a frame through the whole inbound path
-//!   (parser, μ-law, VAD, call core) as the driver runs it.
+//! - `inbound/parse+decode+vad+session`: a frame through the whole inbound
+//!   path as the driver runs it (parser, μ-law, then the session's one
+//!   dispatch: VAD, call core, scripted conversation).
 //! - `outbound/encode_100ms`: 100 ms of bot audio → one Twilio `media` JSON text.
 //!
 //! Run: `cargo bench --bench media_path`.
@@ -14,7 +15,8 @@ use base64::Engine as _;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 use frontdesk::audio::{g711, wav, FRAME_SAMPLES};
-use frontdesk::call::{CallCore, CoreConfig};
+use frontdesk::call::conversation::ScriptedConversation;
+use frontdesk::call::{CoreConfig, Session, SessionConfig};
 use frontdesk::carrier::twilio::TwilioCodec;
 use frontdesk::carrier::{CallEvent, CarrierCodec, CarrierCommand};
 use frontdesk::config::{CallConfig, VadConfig};
@@ -81,17 +83,26 @@ fn bench(c: &mut Criterion) {
         greeting: String::new(),
         ..CallConfig::default()
     };
-    let mut core = CallCore::new(CoreConfig::new(&vad_cfg, &call));
+    let mut session = Session::new(
+        SessionConfig {
+            core: CoreConfig::new(&vad_cfg, &call),
+            region: None,
+        },
+        Box::new(ScriptedConversation::new("", "You are the receptionist.")),
+    );
     let t0 = Instant::now();
-    core.handle_start(t0);
+    let mut start_codec = TwilioCodec::new(65536);
+    if let Ok(ev) = start_codec.parse_text(START) {
+        session.handle_event(ev, t0);
+    }
     let mut k = 0;
-    g.bench_function("parse+decode+vad+core", |b| {
+    g.bench_function("parse+decode+vad+session", |b| {
         b.iter(|| {
             k = (k + 1) % msgs.len();
-            if let Ok(CallEvent::Media { pcm, .. }) = codec.parse_text(&msgs[k]) {
-                core.handle_media(pcm, t0);
+            if let Ok(ev @ CallEvent::Media { .. }) = codec.parse_text(&msgs[k]) {
+                session.handle_event(ev, t0);
             }
-            while let Some(a) = core.poll_action() {
+            while let Some(a) = session.poll_output() {
                 black_box(a);
             }
         })

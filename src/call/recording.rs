@@ -43,7 +43,7 @@ impl std::fmt::Debug for CallRecording {
 }
 
 impl CallRecording {
-    /// Create `{dir}/{call_sid}.ogg` and its writer thread (tracked by
+    /// Record into `{dir}/{call_sid}.ogg` through a writer thread (tracked by
     /// `tracker`, so a draining server waits for the file to be finished).
     /// `call_sid` is the carrier's validated id (`[A-Za-z0-9_-]`).
     pub fn start(
@@ -61,25 +61,39 @@ impl CallRecording {
                 "call id is not usable as a file name".into(),
             ));
         }
-        std::fs::create_dir_all(dir).map_err(|e| AudioError::Io(e.to_string()))?;
         let path = dir.join(format!("{call_sid}.ogg"));
-        let file = std::fs::File::create(&path).map_err(|e| AudioError::Io(e.to_string()))?;
         let mut enc = OpusEncoder::new(PHONE_RATE)?;
         let pre_skip = (enc.lookahead()? * 6).min(u16::MAX as usize) as u16;
         let serial = call_sid
             .bytes()
             .fold(0u32, |h, b| h.wrapping_mul(31) ^ u32::from(b));
-        let mut w = OggOpusWriter::new(
-            std::io::BufWriter::new(file),
-            serial,
-            PHONE_RATE,
-            pre_skip,
-            crate::audio::FRAME_MS,
-        )?;
         let (tx, rx) = mpsc::sync_channel::<Vec<i16>>(QUEUE_FRAMES);
         let span = tracing::Span::current();
+        let (dir, file_path) = (dir.to_path_buf(), path.clone());
+        // All file work (directory, create, headers, pages) on the blocking
+        // thread: the call task never waits on the disk.
         tracker.spawn_blocking(move || {
             let _g = span.enter();
+            let opened = std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::File::create(&file_path))
+                .map_err(|e| AudioError::Io(e.to_string()))
+                .and_then(|f| {
+                    OggOpusWriter::new(
+                        std::io::BufWriter::new(f),
+                        serial,
+                        PHONE_RATE,
+                        pre_skip,
+                        crate::audio::FRAME_MS,
+                    )
+                });
+            let mut w = match opened {
+                Ok(w) => w,
+                Err(e) => {
+                    // Dropping the receiver tells the call to stop sending.
+                    tracing::warn!(error = %e, "recording: cannot create the file");
+                    return;
+                }
+            };
             let mut packet = Vec::with_capacity(256);
             while let Ok(frame) = rx.recv() {
                 packet.clear();
@@ -119,8 +133,13 @@ impl CallRecording {
         // Frames are 20 ms; the carrier sends whole ones. Pad a short one.
         frame.resize(FRAME_SAMPLES, 0);
         if let Some(tx) = &self.tx {
-            if tx.try_send(frame).is_err() {
-                self.metrics.record_writes_dropped.fetch_add(1, Relaxed);
+            match tx.try_send(frame) {
+                Ok(()) => {}
+                Err(mpsc::TrySendError::Full(_)) => {
+                    self.metrics.record_writes_dropped.fetch_add(1, Relaxed);
+                }
+                // The writer stopped (the file could not be written): stop.
+                Err(mpsc::TrySendError::Disconnected(_)) => self.tx = None,
             }
         }
     }
