@@ -88,10 +88,13 @@ pub struct Metrics {
     /// Caller frames that never reached the speech-to-text (its queue was
     /// full, it was still connecting past the buffer, or it failed).
     pub caller_frames_dropped: AtomicU64,
-    /// Call-record writes dropped because the call's writer queue was full.
+    /// Call-record writes dropped because the call's allowance or the
+    /// shared writer queue was full.
     pub record_writes_dropped: AtomicU64,
     /// Call-record writes the database refused.
     pub record_write_errors: AtomicU64,
+    /// Call-record batches written (one transaction each).
+    pub record_batches: AtomicU64,
     /// Tool jobs started.
     pub tool_jobs: AtomicU64,
     /// End of caller speech → first bot audio sent, in ms.
@@ -115,6 +118,7 @@ impl Default for Metrics {
             caller_frames_dropped: AtomicU64::new(0),
             record_writes_dropped: AtomicU64::new(0),
             record_write_errors: AtomicU64::new(0),
+            record_batches: AtomicU64::new(0),
             tool_jobs: AtomicU64::new(0),
             turn_latency: Histogram::new(LATENCY_BOUNDS),
             barge_in_latency: Histogram::new(LATENCY_BOUNDS),
@@ -126,7 +130,7 @@ impl Metrics {
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let gauges: [(&str, &str, &AtomicU64, &str); 13] = [
+        let gauges: [(&str, &str, &AtomicU64, &str); 14] = [
             (
                 "frontdesk_active_calls",
                 "Calls currently connected.",
@@ -189,7 +193,7 @@ impl Metrics {
             ),
             (
                 "frontdesk_record_writes_dropped_total",
-                "Call-record writes dropped (writer queue full).",
+                "Call-record writes dropped (the call's allowance or the writer queue was full).",
                 &self.record_writes_dropped,
                 "counter",
             ),
@@ -197,6 +201,12 @@ impl Metrics {
                 "frontdesk_record_write_errors_total",
                 "Call-record writes the database refused.",
                 &self.record_write_errors,
+                "counter",
+            ),
+            (
+                "frontdesk_record_batches_total",
+                "Call-record batches written, one transaction each.",
+                &self.record_batches,
                 "counter",
             ),
             (

@@ -203,21 +203,16 @@ async fn a_call_cut_by_the_drain_is_ended_on_record() {
 /// A call task that panics still closes its record, as `error`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_task_that_fails_is_ended_on_record_as_an_error() {
-    use frontdesk::call::record::Recorder;
+    use frontdesk::call::record::RecordWriter;
     use frontdesk::call::{conversation::CallInfo, Record};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("e.db").display());
     let store = frontdesk::store::Store::connect(&url, &Default::default())
         .await
         .unwrap();
-    let tracker = tokio_util::task::TaskTracker::new();
     let metrics = std::sync::Arc::new(frontdesk::metrics::Metrics::default());
-    let mut rec = Recorder::start(
-        store.clone(),
-        std::sync::Arc::new(frontdesk::clock::SystemClock),
-        metrics,
-        &tracker,
-    );
+    let writer = RecordWriter::start(store.clone(), metrics);
+    let mut rec = writer.recorder(std::sync::Arc::new(frontdesk::clock::SystemClock));
     let failed = tokio::spawn(async move {
         rec.record(Record::Started(CallInfo {
             call_sid: "CAboom".into(),
@@ -227,8 +222,7 @@ async fn a_call_task_that_fails_is_ended_on_record_as_an_error() {
     })
     .await;
     assert!(failed.is_err());
-    tracker.close();
-    tracker.wait().await;
+    assert!(writer.flush(Duration::from_secs(10)).await);
     let calls = store.list_calls(None, 10).await.unwrap();
     assert_eq!(calls[0].status, "error");
     assert!(calls[0].ended_at.is_some());

@@ -31,7 +31,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::conversation::{ConversationFactory, ScriptedConversations};
 use super::core::{CoreConfig, HangupReason, Observation};
-use super::record::Recorder;
+use super::record::RecordWriter;
 use super::recording::CallRecording;
 use super::reply::{run_reply, Voice};
 use super::session::{Output, Record, Session, SessionConfig};
@@ -44,7 +44,6 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::providers::{Providers, SttInput, SttParams, SttSession};
 use crate::routing::signature::{verify_stream_token, StreamKey};
-use crate::store::Store;
 
 /// What every call needs from the server. Cheap to clone.
 #[derive(Clone)]
@@ -60,7 +59,7 @@ pub struct CallServices {
     /// Carries out tool jobs (exactly once per call and job id).
     pub tools: Arc<dyn ToolExecutor>,
     /// Where calls are recorded (`None`: not recorded).
-    pub store: Option<Store>,
+    pub records: Option<RecordWriter>,
     /// Wall clock for the record's timestamps.
     pub clock: Arc<dyn Clock>,
     /// Region for caller numbers without a country code.
@@ -76,7 +75,7 @@ impl std::fmt::Debug for CallServices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallServices")
             .field("providers", &self.providers)
-            .field("recorded", &self.store.is_some())
+            .field("recorded", &self.records.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -104,7 +103,7 @@ impl CallServices {
                 s.store.clone(),
                 s.clock.clone(),
             )),
-            store: Some(s.store.clone()),
+            records: Some(RecordWriter::start(s.store.clone(), app.metrics.clone())),
             clock: s.clock.clone(),
             region: Some(s.region),
             tracker,
@@ -380,14 +379,10 @@ async fn drive<T, C>(
         tool_tx,
         services.tracker.clone(),
     );
-    let mut recorder = services.store.clone().map(|store| {
-        Recorder::start(
-            store,
-            services.clock.clone(),
-            metrics.clone(),
-            &services.tracker,
-        )
-    });
+    let mut recorder = services
+        .records
+        .as_ref()
+        .map(|w| w.recorder(services.clock.clone()));
     let voice = Voice {
         voice: cfg.providers.tts.voice(),
     };

@@ -319,7 +319,7 @@ fn services(
         metrics: Arc::new(Metrics::default()),
         conversations,
         tools,
-        store: None,
+        records: None,
         clock: Arc::new(SystemClock),
         region: None,
         tracker: TaskTracker::new(),

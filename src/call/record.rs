@@ -1,30 +1,40 @@
 //! Every call on record: the session's [`Record`]s go through a bounded
-//! per-call queue to a writer task, so a slow database never stalls the
-//! media loop.
+//! per-call allowance to one writer task for the whole process, so a slow
+//! database never stalls the media loop and the store sees one transaction
+//! per batch, not one statement per turn.
 //!
 //! The call row is written at `start` (call_sid, from/to, started_at, the
-//! carrier's custom parameters), each turn as it happens, tool jobs and the
-//! hand-off decision in the call's activity log, and `ended_at` with a status
-//! at the end — whether the carrier said `stop`, the socket vanished, the
-//! server drained, or the call task itself failed ([`Recorder`]'s drop writes
-//! that end if nothing else did). A write that does not fit the queue is
-//! dropped and counted (`frontdesk_record_writes_dropped_total`); one the
-//! database refuses is counted and logged.
+//! carrier's custom parameters, in one statement), each turn as it happens,
+//! tool jobs and the hand-off decision in the call's activity log, and
+//! `ended_at` with a status at the end — whether the carrier said `stop`, the
+//! socket vanished, the server drained, or the call task itself failed
+//! ([`Recorder`]'s drop writes that end if nothing else did).
+//!
+//! The writer gathers what every call queued for at most [`BATCH_WINDOW`]
+//! (or [`BATCH_MAX`] writes, or until someone waits for a flush) and writes it
+//! in one transaction; if the database refuses the batch, each write is
+//! retried on its own so one bad row cannot lose the others. A write that
+//! does not fit its call's allowance or the shared queue is dropped and
+//! counted (`frontdesk_record_writes_dropped_total`); one the database
+//! refuses is counted and logged (`frontdesk_record_write_errors_total`).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::core::HangupReason;
 use super::session::Record;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::store::{NewCall, Store};
+use crate::store::{CallWrite, NewCall, Store};
 
-/// Records queued per call at most.
+/// Records one call may have queued at most.
 pub const QUEUE: usize = 256;
 
 /// `(status, reason)` stored for each way a call ends.
@@ -40,50 +50,117 @@ pub fn end_status(reason: HangupReason) -> (&'static str, &'static str) {
     }
 }
 
+/// Longest time a record waits for its batch.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(100);
+
+/// Most writes in one transaction.
+pub const BATCH_MAX: usize = 512;
+
+/// Writes queued for the whole process at most.
+pub const SHARED_QUEUE: usize = 16 * 1024;
+
 /// What the writer task is sent.
-enum Op {
-    Write(DateTime<Utc>, Record),
+enum Msg {
+    Write {
+        at: DateTime<Utc>,
+        write: CallWrite,
+        /// The call's count of queued writes, given back once written.
+        pending: Arc<AtomicUsize>,
+    },
     /// Answer once everything queued before has been written.
-    Flush(tokio::sync::oneshot::Sender<()>),
+    Flush(oneshot::Sender<()>),
 }
 
-/// The sending side, owned by the call's driver.
-pub struct Recorder {
-    tx: mpsc::Sender<Op>,
-    clock: Arc<dyn Clock>,
+/// The process's call-record writer: cheap to clone; each call gets a
+/// [`Recorder`] from it.
+#[derive(Clone)]
+pub struct RecordWriter {
+    tx: mpsc::Sender<Msg>,
+    next_key: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
-    ended: bool,
 }
 
-impl Recorder {
-    /// Start the writer task for one call on `store` (tracked by `tracker`,
-    /// so a draining server waits for the last writes).
-    pub fn start(
-        store: Store,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
-        tracker: &tokio_util::task::TaskTracker,
-    ) -> Recorder {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tracker.spawn(write_all(store, rx, metrics.clone()).in_current_span());
-        Recorder {
+impl std::fmt::Debug for RecordWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordWriter").finish_non_exhaustive()
+    }
+}
+
+impl RecordWriter {
+    /// Start the writer task on `store` (within a Tokio runtime). It runs
+    /// until the last handle and recorder are gone; a draining server calls
+    /// [`RecordWriter::flush`] once its calls have ended.
+    pub fn start(store: Store, metrics: Arc<Metrics>) -> RecordWriter {
+        let (tx, rx) = mpsc::channel(SHARED_QUEUE);
+        tokio::spawn(write_all(store, rx, metrics.clone()).in_current_span());
+        RecordWriter {
             tx,
-            clock,
+            next_key: Arc::new(AtomicU64::new(1)),
             metrics,
+        }
+    }
+
+    /// A recorder for one new call.
+    pub fn recorder(&self, clock: Arc<dyn Clock>) -> Recorder {
+        Recorder {
+            tx: self.tx.clone(),
+            key: self.next_key.fetch_add(1, Relaxed),
+            pending: Arc::new(AtomicUsize::new(0)),
+            clock,
+            metrics: self.metrics.clone(),
+            started: false,
             ended: false,
         }
     }
 
+    /// Wait until everything queued so far is in the store (at most `within`).
+    pub async fn flush(&self, within: Duration) -> bool {
+        flush_on(&self.tx, within).await
+    }
+}
+
+async fn flush_on(tx: &mpsc::Sender<Msg>, within: Duration) -> bool {
+    let (done, rx) = oneshot::channel();
+    let sent = tokio::time::timeout(within, tx.send(Msg::Flush(done))).await;
+    matches!(sent, Ok(Ok(()))) && matches!(tokio::time::timeout(within, rx).await, Ok(Ok(())))
+}
+
+/// One call's sending side, owned by its driver.
+pub struct Recorder {
+    tx: mpsc::Sender<Msg>,
+    key: u64,
+    pending: Arc<AtomicUsize>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    started: bool,
+    ended: bool,
+}
+
+impl Recorder {
     /// Queue `record` with the current time; never waits.
     pub fn record(&mut self, record: Record) {
-        if matches!(record, Record::Ended(_)) {
-            self.ended = true;
+        match &record {
+            Record::Started(_) => self.started = true,
+            Record::Ended(_) => self.ended = true,
+            _ => {}
         }
-        if self
-            .tx
-            .try_send(Op::Write(self.clock.now(), record))
-            .is_err()
-        {
+        let write = to_write(self.key, record);
+        self.send(write);
+    }
+
+    fn send(&self, write: CallWrite) {
+        if self.pending.fetch_add(1, Relaxed) >= QUEUE {
+            self.pending.fetch_sub(1, Relaxed);
+            self.metrics.record_writes_dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        let msg = Msg::Write {
+            at: self.clock.now(),
+            write,
+            pending: self.pending.clone(),
+        };
+        if self.tx.try_send(msg).is_err() {
+            self.pending.fetch_sub(1, Relaxed);
             self.metrics.record_writes_dropped.fetch_add(1, Relaxed);
         }
     }
@@ -91,10 +168,8 @@ impl Recorder {
     /// Wait until everything recorded so far is in the store (at most
     /// `within`): a hand-off must be on record before the stream closes,
     /// because the carrier asks for the next step as soon as it does.
-    pub async fn flush(&self, within: std::time::Duration) -> bool {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = tokio::time::timeout(within, self.tx.send(Op::Flush(tx))).await;
-        matches!(sent, Ok(Ok(()))) && matches!(tokio::time::timeout(within, rx).await, Ok(Ok(())))
+    pub async fn flush(&self, within: Duration) -> bool {
+        flush_on(&self.tx, within).await
     }
 }
 
@@ -103,116 +178,322 @@ impl Drop for Recorder {
     /// record: `error` when it is unwinding from a panic, else `dropped`
     /// (the task was aborted).
     fn drop(&mut self) {
-        if !self.ended {
+        if self.started && !self.ended {
             let reason = if std::thread::panicking() {
                 HangupReason::Failed
             } else {
                 HangupReason::Disconnected
             };
-            let _ = self
-                .tx
-                .try_send(Op::Write(self.clock.now(), Record::Ended(reason)));
+            self.send(to_write(self.key, Record::Ended(reason)));
         }
     }
 }
 
-async fn write_all(store: Store, mut rx: mpsc::Receiver<Op>, metrics: Arc<Metrics>) {
-    let mut call_id: Option<String> = None;
-    while let Some(op) = rx.recv().await {
-        match op {
-            Op::Write(at, record) => {
-                // Boxed: the task rests between writes holding only its
-                // receiver, not the (large) state of every query future.
-                if let Err(e) = Box::pin(write_one(&store, &mut call_id, at, record)).await {
-                    metrics.record_write_errors.fetch_add(1, Relaxed);
-                    tracing::warn!(error = %e, "call record write failed");
-                }
-            }
-            Op::Flush(done) => {
-                let _ = done.send(());
-            }
-        }
-    }
-}
-
-async fn write_one(
-    store: &Store,
-    call_id: &mut Option<String>,
-    at: DateTime<Utc>,
-    record: Record,
-) -> Result<(), crate::store::StoreError> {
-    if let Record::Started(info) = &record {
-        let id = store
-            .upsert_call(
-                &NewCall {
-                    call_sid: Some(info.call_sid.clone()),
+/// The store write for one record.
+fn to_write(key: u64, record: Record) -> CallWrite {
+    match record {
+        Record::Started(info) => {
+            let params: serde_json::Map<String, serde_json::Value> = info
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.expose().clone())))
+                .collect();
+            CallWrite::Start {
+                key,
+                call: NewCall {
+                    call_sid: Some(info.call_sid),
                     contact_id: None,
                     direction: "inbound".into(),
-                    from: info.from.clone(),
-                    to: info.to.clone(),
+                    from: info.from,
+                    to: info.to,
                     status: "in-progress".into(),
                 },
-                at,
-            )
-            .await?;
-        let params: serde_json::Map<String, serde_json::Value> = info
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.expose().clone())))
-            .collect();
-        store
-            .set_call_params(&id, &serde_json::Value::Object(params).to_string())
-            .await?;
-        *call_id = Some(id);
-        return Ok(());
-    }
-    // Nothing can be written for a call whose start was never recorded.
-    let Some(id) = call_id.as_deref() else {
-        return Ok(());
-    };
-    match record {
-        Record::Started(_) => {}
+                params: serde_json::Value::Object(params).to_string(),
+            }
+        }
         Record::Turn {
             seq,
             speaker,
             text,
             heard,
             interrupted,
-        } => {
-            store
-                .put_turn(
-                    id,
-                    i64::from(seq),
-                    speaker,
-                    &text,
-                    heard.as_deref(),
-                    interrupted,
-                    at,
-                )
-                .await?;
-        }
-        Record::ToolStarted(job) => {
-            store
-                .add_call_event(id, at, "tool_started", &job.name)
-                .await?;
-        }
-        Record::ToolFinished(o) => {
-            let detail = format!("{} {}", o.name, if o.ok { "ok" } else { "failed" });
-            store
-                .add_call_event(id, at, "tool_finished", &detail)
-                .await?;
-        }
-        Record::Recording(file) => {
-            store.add_call_event(id, at, "recording", &file).await?;
-        }
-        Record::HandOff { target, summary } => {
-            let detail = serde_json::json!({ "target": target, "summary": summary }).to_string();
-            store.add_call_event(id, at, "handoff", &detail).await?;
-        }
+        } => CallWrite::Turn {
+            key,
+            seq: i64::from(seq),
+            role: speaker,
+            text,
+            heard,
+            interrupted,
+        },
+        Record::ToolStarted(job) => CallWrite::Event {
+            key,
+            kind: "tool_started",
+            detail: job.name,
+        },
+        Record::ToolFinished(o) => CallWrite::Event {
+            key,
+            kind: "tool_finished",
+            detail: format!("{} {}", o.name, if o.ok { "ok" } else { "failed" }),
+        },
+        Record::Recording(file) => CallWrite::Event {
+            key,
+            kind: "recording",
+            detail: file,
+        },
+        Record::HandOff { target, summary } => CallWrite::Event {
+            key,
+            kind: "handoff",
+            detail: serde_json::json!({ "target": target, "summary": summary }).to_string(),
+        },
         Record::Ended(reason) => {
-            let (status, why) = end_status(reason);
-            store.end_call(id, status, why, at).await?;
+            let (status, reason) = end_status(reason);
+            CallWrite::End {
+                key,
+                status,
+                reason,
+            }
         }
     }
-    Ok(())
+}
+
+async fn write_all(store: Store, mut rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>) {
+    let mut ids: HashMap<u64, String> = HashMap::new();
+    let mut batch: Vec<(DateTime<Utc>, CallWrite)> = Vec::new();
+    let mut given_back: Vec<Arc<AtomicUsize>> = Vec::new();
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut open = true;
+    while open {
+        // Rest holding only the receiver until something arrives.
+        let Some(first) = rx.recv().await else { break };
+        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+        let mut next = Some(first);
+        loop {
+            match next.take() {
+                Some(Msg::Write { at, write, pending }) => {
+                    batch.push((at, write));
+                    given_back.push(pending);
+                }
+                Some(Msg::Flush(done)) => waiting.push(done),
+                None => {}
+            }
+            if !waiting.is_empty() || batch.len() >= BATCH_MAX {
+                // Someone is waiting, or the batch is full: write now, but
+                // take what is already queued with it.
+                match rx.try_recv() {
+                    Ok(m) if batch.len() < BATCH_MAX => {
+                        next = Some(m);
+                        continue;
+                    }
+                    Ok(m) => {
+                        next = Some(m);
+                        break;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(m)) => next = Some(m),
+                Ok(None) => {
+                    open = false;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            // Boxed: the task rests between batches holding only its
+            // receiver, not the (large) state of the query futures.
+            Box::pin(write_batch(&store, &mut batch, &mut ids, &metrics)).await;
+        }
+        for pending in given_back.drain(..) {
+            pending.fetch_sub(1, Relaxed);
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+        // A message taken past a full batch starts the next one.
+        if let Some(m) = next {
+            match m {
+                Msg::Write { at, write, pending } => {
+                    batch.push((at, write));
+                    given_back.push(pending);
+                }
+                Msg::Flush(done) => waiting.push(done),
+            }
+        }
+    }
+    if !batch.is_empty() {
+        Box::pin(write_batch(&store, &mut batch, &mut ids, &metrics)).await;
+    }
+    for done in waiting {
+        let _ = done.send(());
+    }
+}
+
+/// Write `batch` in one transaction, or each write on its own if the
+/// database refuses the whole; `batch` is empty afterwards.
+async fn write_batch(
+    store: &Store,
+    batch: &mut Vec<(DateTime<Utc>, CallWrite)>,
+    ids: &mut HashMap<u64, String>,
+    metrics: &Metrics,
+) {
+    match store.write_call_batch(batch, ids).await {
+        Ok(()) => {
+            metrics.record_batches.fetch_add(1, Relaxed);
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, writes = batch.len(), "record batch refused: writing one by one");
+            for one in batch.iter() {
+                match store.write_call_batch(std::slice::from_ref(one), ids).await {
+                    Ok(()) => {
+                        metrics.record_batches.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => {
+                        metrics.record_write_errors.fetch_add(1, Relaxed);
+                        tracing::warn!(error = %e, "call record write failed");
+                    }
+                }
+            }
+        }
+    }
+    batch.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::conversation::CallInfo;
+    use crate::clock::SystemClock;
+    use crate::store::Speaker;
+
+    async fn store(dir: &tempfile::TempDir) -> Store {
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        Store::connect(&url, &Default::default()).await.unwrap()
+    }
+
+    fn started(sid: &str) -> Record {
+        Record::Started(CallInfo {
+            call_sid: sid.into(),
+            ..CallInfo::default()
+        })
+    }
+
+    fn turn(seq: u32, text: &str) -> Record {
+        Record::Turn {
+            seq,
+            speaker: Speaker::Caller,
+            text: text.into(),
+            heard: None,
+            interrupted: false,
+        }
+    }
+
+    /// Many calls' records, queued together, reach the store in a handful
+    /// of transactions, each call complete and in order.
+    #[tokio::test]
+    async fn the_records_of_many_calls_share_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let metrics = Arc::new(Metrics::default());
+        let writer = RecordWriter::start(store.clone(), metrics.clone());
+        let mut recs: Vec<Recorder> = (0..50)
+            .map(|_| writer.recorder(Arc::new(SystemClock)))
+            .collect();
+        for (i, rec) in recs.iter_mut().enumerate() {
+            rec.record(started(&format!("CA{i}")));
+            rec.record(turn(0, "hello"));
+            rec.record(turn(1, &format!("caller {i}")));
+            rec.record(Record::Ended(HangupReason::CarrierStop));
+        }
+        assert!(writer.flush(Duration::from_secs(5)).await);
+        let calls = store.list_calls(None, 100).await.unwrap();
+        assert_eq!(calls.len(), 50);
+        assert!(calls
+            .iter()
+            .all(|c| c.status == "completed" && c.ended_at.is_some()));
+        for c in &calls {
+            let turns = store.turns(&c.id).await.unwrap();
+            assert_eq!(turns.len(), 2, "{}", c.id);
+        }
+        let batches = metrics.record_batches.load(Relaxed);
+        assert!(batches <= 2, "200 writes in {batches} transactions");
+        assert_eq!(metrics.record_write_errors.load(Relaxed), 0);
+    }
+
+    /// A record is written after the batch window without anyone flushing.
+    #[tokio::test]
+    async fn a_lone_record_is_written_within_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let writer = RecordWriter::start(store.clone(), Arc::new(Metrics::default()));
+        let mut rec = writer.recorder(Arc::new(SystemClock));
+        rec.record(started("CAlone"));
+        let mut seen = false;
+        for _ in 0..500 {
+            if store.list_calls(None, 10).await.unwrap().len() == 1 {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(seen, "the call is on record without a flush");
+    }
+
+    /// A write the database refuses costs only itself: the batch is retried
+    /// write by write, the refusal counted.
+    #[tokio::test]
+    async fn a_refused_write_does_not_lose_the_rest_of_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let crate::store::Pool::Sqlite(pool) = &store.pool else {
+            unreachable!("a sqlite store")
+        };
+        sqlx::query(
+            "CREATE TRIGGER refuse_recordings BEFORE INSERT ON call_events \
+             WHEN NEW.kind = 'recording' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let writer = RecordWriter::start(store.clone(), metrics.clone());
+        let mut rec = writer.recorder(Arc::new(SystemClock));
+        rec.record(started("CAbad"));
+        rec.record(turn(0, "before"));
+        rec.record(Record::Recording("x.ogg".into()));
+        rec.record(turn(1, "after"));
+        rec.record(Record::Ended(HangupReason::CarrierStop));
+        assert!(writer.flush(Duration::from_secs(5)).await);
+        let calls = store.list_calls(None, 10).await.unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].status, "completed");
+        let texts: Vec<String> = store
+            .turns(&calls[0].id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.text.expose().clone())
+            .collect();
+        assert_eq!(texts, vec!["before", "after"]);
+        assert_eq!(metrics.record_write_errors.load(Relaxed), 1);
+    }
+
+    /// A call's allowance bounds what it can queue; the excess is counted.
+    #[tokio::test]
+    async fn a_call_that_floods_its_allowance_has_the_excess_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let metrics = Arc::new(Metrics::default());
+        let writer = RecordWriter::start(store.clone(), metrics.clone());
+        let mut rec = writer.recorder(Arc::new(SystemClock));
+        for seq in 0..(QUEUE as u32 + 10) {
+            rec.record(turn(seq, "x"));
+        }
+        assert_eq!(metrics.record_writes_dropped.load(Relaxed), 10);
+    }
 }

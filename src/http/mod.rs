@@ -189,6 +189,12 @@ pub async fn serve(
             drain_state.cancel_calls.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), drain_state.tracker.wait()).await;
         }
+        // The ended calls' last records are queued: write them before going.
+        if let Some(records) = &drain_state.calls.records {
+            if !records.flush(Duration::from_secs(5)).await {
+                warn!("call records not all written before shutdown");
+            }
+        }
         info!("drained");
     };
     tokio::pin!(drained);

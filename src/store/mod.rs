@@ -75,7 +75,7 @@ pub use records::{
     LeadRecord, NewCall, NewContact, NewLead,
 };
 pub use routing::{CallRef, HandoffEvent, VoicemailRef, HANDOFF_KIND, TRANSFER_KIND};
-pub use sessions::{Speaker, ToolClaim, TurnRow};
+pub use sessions::{CallWrite, Speaker, ToolClaim, TurnRow};
 pub use slots::{
     BookingRecord, CancelOutcome, ClaimOutcome, ConfirmOutcome, HoldRecord, HoldStatus, NewBooking,
     ReleaseOutcome,

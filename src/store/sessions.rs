@@ -1,10 +1,13 @@
 //! What a live call session writes: its turns as they happen, how it ended,
 //! and the exactly-once ledger of its tool jobs.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{from_ms, to_ms, Store, StoreError};
+use super::records::opt_expose;
+use super::{from_ms, new_id, to_ms, NewCall, Store, StoreError};
 use crate::pii::Pii;
 
 /// Who spoke a turn.
@@ -64,7 +67,186 @@ pub enum ToolClaim {
     Finished(String),
 }
 
+/// One write of a live call's record, for [`Store::write_call_batch`]. `key`
+/// names the call within the writer (its row id is known only once its
+/// `Start` is written).
+#[derive(Debug, Clone)]
+pub enum CallWrite {
+    /// The call row (or the existing row with its `call_sid`) with the
+    /// carrier's custom parameters (a JSON object).
+    Start {
+        /// The writer's name for the call.
+        key: u64,
+        /// The row.
+        call: NewCall,
+        /// Custom parameters, JSON.
+        params: String,
+    },
+    /// Turn `seq` (rewritten if it exists: an amended caller turn).
+    Turn {
+        /// The writer's name for the call.
+        key: u64,
+        /// Order within the call.
+        seq: i64,
+        /// Who spoke.
+        role: Speaker,
+        /// The words.
+        text: String,
+        /// For an interrupted receptionist turn, what the caller heard.
+        heard: Option<String>,
+        /// The caller cut the receptionist off.
+        interrupted: bool,
+    },
+    /// One entry of the call's activity log.
+    Event {
+        /// The writer's name for the call.
+        key: u64,
+        /// What happened.
+        kind: &'static str,
+        /// Its detail.
+        detail: String,
+    },
+    /// The end (a call that already has one keeps the first).
+    End {
+        /// The writer's name for the call.
+        key: u64,
+        /// Final status.
+        status: &'static str,
+        /// Why it ended.
+        reason: &'static str,
+    },
+}
+
+impl CallWrite {
+    /// The writer's name for the call this write belongs to.
+    pub fn key(&self) -> u64 {
+        match self {
+            CallWrite::Start { key, .. }
+            | CallWrite::Turn { key, .. }
+            | CallWrite::Event { key, .. }
+            | CallWrite::End { key, .. } => *key,
+        }
+    }
+}
+
 impl Store {
+    /// Write many calls' records in one transaction (one commit, one trip
+    /// through the pool, instead of one per turn). `ids` maps the writer's
+    /// call keys to row ids: a `Start` adds its call, an `End` removes it,
+    /// and writes for a key with no id (its start was never written) are
+    /// skipped. On error nothing is committed and `ids` is unchanged, so
+    /// the caller can retry the writes one by one.
+    pub async fn write_call_batch(
+        &self,
+        batch: &[(DateTime<Utc>, CallWrite)],
+        ids: &mut HashMap<u64, String>,
+    ) -> Result<(), StoreError> {
+        let mut started: Vec<(u64, String)> = Vec::new();
+        let mut ended: Vec<u64> = Vec::new();
+        let lookup = |started: &[(u64, String)], key: u64| -> Option<String> {
+            started
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .map(|(_, id)| id.clone())
+                .or_else(|| ids.get(&key).cloned())
+        };
+        in_tx!(self, |tx| {
+            for (at, write) in batch {
+                if let CallWrite::Start { key, call, params } = write {
+                    let (id,): (String,) = sqlx::query_as(
+                        "INSERT INTO calls (id, call_sid, contact_id, direction, from_e164, to_e164, \
+                           status, started_ms, params) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         ON CONFLICT (call_sid) DO UPDATE SET \
+                           contact_id = COALESCE(calls.contact_id, excluded.contact_id), \
+                           params = excluded.params \
+                         RETURNING id",
+                    )
+                    .bind(new_id())
+                    .bind(call.call_sid.clone())
+                    .bind(call.contact_id.clone())
+                    .bind(&call.direction)
+                    .bind(opt_expose(&call.from))
+                    .bind(opt_expose(&call.to))
+                    .bind(&call.status)
+                    .bind(to_ms(*at))
+                    .bind(params)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    started.push((*key, id));
+                    continue;
+                }
+                let Some(id) = lookup(&started, write.key()) else {
+                    continue;
+                };
+                match write {
+                    CallWrite::Start { .. } => {}
+                    CallWrite::Turn {
+                        seq,
+                        role,
+                        text,
+                        heard,
+                        interrupted,
+                        ..
+                    } => {
+                        sqlx::query(
+                            "INSERT INTO call_turns (call_id, seq, role, text, heard, interrupted, at_ms) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                             ON CONFLICT (call_id, seq) DO UPDATE SET \
+                               role = excluded.role, text = excluded.text, heard = excluded.heard, \
+                               interrupted = excluded.interrupted, at_ms = excluded.at_ms",
+                        )
+                        .bind(&id)
+                        .bind(*seq)
+                        .bind(role.as_str())
+                        .bind(text)
+                        .bind(heard.as_deref())
+                        .bind(*interrupted)
+                        .bind(to_ms(*at))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    CallWrite::Event { kind, detail, .. } => {
+                        sqlx::query(
+                            "INSERT INTO call_events (id, call_id, at_ms, kind, detail) \
+                             VALUES ($1, $2, $3, $4, $5)",
+                        )
+                        .bind(new_id())
+                        .bind(&id)
+                        .bind(to_ms(*at))
+                        .bind(*kind)
+                        .bind(detail)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    CallWrite::End {
+                        key,
+                        status,
+                        reason,
+                    } => {
+                        sqlx::query(
+                            "UPDATE calls SET status = $2, end_reason = $3, ended_ms = $4 \
+                             WHERE id = $1 AND ended_ms IS NULL",
+                        )
+                        .bind(&id)
+                        .bind(*status)
+                        .bind(*reason)
+                        .bind(to_ms(*at))
+                        .execute(&mut *tx)
+                        .await?;
+                        ended.push(*key);
+                    }
+                }
+            }
+        });
+        ids.extend(started);
+        for key in ended {
+            ids.remove(&key);
+        }
+        Ok(())
+    }
+
     /// Record the carrier's custom parameters (a JSON object) of a call.
     pub async fn set_call_params(&self, call_id: &str, params: &str) -> Result<(), StoreError> {
         on_pool!(self, |p| {
