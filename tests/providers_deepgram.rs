@@ -178,7 +178,13 @@ async fn streams_carrier_bytes_and_joins_finals_into_one_utterance() {
             },
         ]
     );
-    // The bytes Deepgram got are the carrier's own, nothing transcoded.
+    // The bytes Deepgram got are the carrier's own, nothing transcoded —
+    // except μ-law's "negative zero" 0x7F, which decodes to the same
+    // sample as 0xFF and so comes back as 0xFF (the same sound).
+    let carrier: Vec<u8> = carrier
+        .iter()
+        .map(|&b| if b == 0x7F { 0xFF } else { b })
+        .collect();
     let mut sent = Vec::new();
     while sent.len() < carrier.len() {
         match got.recv().await.unwrap() {
