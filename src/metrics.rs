@@ -4,8 +4,8 @@
 //! per-frame path. Counters that move per frame are accumulated per call and
 //! added here in batches by the call driver.
 
-use std::fmt::Write as _;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 

@@ -122,11 +122,9 @@ async fn next(s: &mut SttSession) -> SttEvent {
 #[tokio::test]
 async fn streams_carrier_bytes_and_joins_finals_into_one_utterance() {
     let (got_tx, mut got) = mpsc::unbounded_channel();
-    let mut mock = mock_ws::start(
-        ("authorization", format!("Token {KEY}")),
-        &[],
-        move |ws| deepgram(ws, got_tx.clone()),
-    )
+    let mut mock = mock_ws::start(("authorization", format!("Token {KEY}")), &[], move |ws| {
+        deepgram(ws, got_tx.clone())
+    })
     .await;
     // No KeepAlive in this test's span, however slow the machine.
     let p = open_providers(
@@ -205,18 +203,19 @@ async fn streams_carrier_bytes_and_joins_finals_into_one_utterance() {
     );
     // Dropping the session ends the stream the way Deepgram asks.
     drop(s);
-    assert_eq!(got.recv().await.unwrap(), Got::Control("CloseStream".into()));
+    assert_eq!(
+        got.recv().await.unwrap(),
+        Got::Control("CloseStream".into())
+    );
     assert_eq!(got.recv().await.unwrap(), Got::Closed);
 }
 
 #[tokio::test]
 async fn keepalive_goes_out_while_no_audio_flows() {
     let (got_tx, mut got) = mpsc::unbounded_channel();
-    let mock = mock_ws::start(
-        ("authorization", format!("Token {KEY}")),
-        &[],
-        move |ws| deepgram(ws, got_tx.clone()),
-    )
+    let mock = mock_ws::start(("authorization", format!("Token {KEY}")), &[], move |ws| {
+        deepgram(ws, got_tx.clone())
+    })
     .await;
     let p = open_providers(
         &config(&mock.base, "keepalive_ms = 500\n"),
@@ -233,13 +232,15 @@ async fn keepalive_goes_out_while_no_audio_flows() {
 #[tokio::test]
 async fn a_refused_key_is_permanent_and_the_chain_moves_on() {
     let (got_tx, _got) = mpsc::unbounded_channel();
-    let mut mock = mock_ws::start(
-        ("authorization", format!("Token {KEY}")),
-        &[],
-        move |ws| deepgram(ws, got_tx.clone()),
-    )
+    let mut mock = mock_ws::start(("authorization", format!("Token {KEY}")), &[], move |ws| {
+        deepgram(ws, got_tx.clone())
+    })
     .await;
-    let p = open_providers(&config(&mock.base, ""), "wrong", Arc::new(Metrics::default()));
+    let p = open_providers(
+        &config(&mock.base, ""),
+        "wrong",
+        Arc::new(Metrics::default()),
+    );
     let e = p.stt.open(params()).await.unwrap_err();
     assert!(!e.is_transient(), "{e}");
     assert!(e.to_string().contains("401"), "{e}");
@@ -265,9 +266,9 @@ async fn a_refused_key_is_permanent_and_the_chain_moves_on() {
         }
     );
     assert_eq!(metrics.provider_switches("stt", "deepgram", "scripted"), 1);
-    assert!(metrics
-        .render()
-        .contains("frontdesk_provider_switches_total{role=\"stt\",from=\"deepgram\",to=\"scripted\"} 1"));
+    assert!(metrics.render().contains(
+        "frontdesk_provider_switches_total{role=\"stt\",from=\"deepgram\",to=\"scripted\"} 1"
+    ));
 }
 
 #[tokio::test]

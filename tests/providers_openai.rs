@@ -49,7 +49,9 @@ fn request() -> LlmRequest {
     }
 }
 
-async fn all(mut rx: mpsc::Receiver<Result<LlmEvent, ProviderError>>) -> Vec<Result<LlmEvent, ProviderError>> {
+async fn all(
+    mut rx: mpsc::Receiver<Result<LlmEvent, ProviderError>>,
+) -> Vec<Result<LlmEvent, ProviderError>> {
     let mut out = vec![];
     while let Some(ev) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -94,7 +96,11 @@ async fn text_streams_with_the_usage_chunk_unknown_fields_and_comments_tolerated
         }
     })
     .await;
-    let p = providers(&single(&mock.base_url), Some(KEY), Arc::new(Metrics::default()));
+    let p = providers(
+        &single(&mock.base_url),
+        Some(KEY),
+        Arc::new(Metrics::default()),
+    );
     let evs = all(p.llm.stream(request()).await.unwrap()).await;
     assert_eq!(text_of(&evs), "Sure, Tuesday works.");
     assert_eq!(evs.last(), Some(&Ok(LlmEvent::Done(FinishReason::Stop))));
@@ -106,7 +112,10 @@ async fn text_streams_with_the_usage_chunk_unknown_fields_and_comments_tolerated
     assert_eq!(seen.body["stream_options"]["include_usage"], true);
     assert_eq!(seen.body["messages"][1]["content"], "Book Tuesday?");
     assert_eq!(seen.body["tools"][0]["function"]["name"], "get_slots");
-    assert_eq!(seen.body["max_tokens"], 300, "a compatible server gets max_tokens");
+    assert_eq!(
+        seen.body["max_tokens"], 300,
+        "a compatible server gets max_tokens"
+    );
 }
 
 #[tokio::test]
@@ -138,7 +147,11 @@ async fn tool_calls_in_fragments_are_assembled_by_index() {
         Answer::Sse { pieces, hold: false }
     })
     .await;
-    let p = providers(&single(&mock.base_url), Some(KEY), Arc::new(Metrics::default()));
+    let p = providers(
+        &single(&mock.base_url),
+        Some(KEY),
+        Arc::new(Metrics::default()),
+    );
     let evs = all(p.llm.stream(request()).await.unwrap()).await;
     assert_eq!(
         evs,
@@ -188,7 +201,11 @@ async fn a_malformed_tool_argument_or_message_is_a_clear_error() {
         hold: false,
     })
     .await;
-    let p = providers(&single(&mock.base_url), Some(KEY), Arc::new(Metrics::default()));
+    let p = providers(
+        &single(&mock.base_url),
+        Some(KEY),
+        Arc::new(Metrics::default()),
+    );
     let evs = all(p.llm.stream(request()).await.unwrap()).await;
     assert_eq!(evs[0], Ok(LlmEvent::Text("Let me check. ".into())));
     match &evs[1..] {
@@ -215,9 +232,16 @@ async fn dropping_the_stream_aborts_the_request() {
         hold: true,
     })
     .await;
-    let p = providers(&single(&mock.base_url), Some(KEY), Arc::new(Metrics::default()));
+    let p = providers(
+        &single(&mock.base_url),
+        Some(KEY),
+        Arc::new(Metrics::default()),
+    );
     let mut rx = p.llm.stream(request()).await.unwrap();
-    assert_eq!(rx.recv().await, Some(Ok(LlmEvent::Text("Sure, let me ".into()))));
+    assert_eq!(
+        rx.recv().await,
+        Some(Ok(LlmEvent::Text("Sure, let me ".into())))
+    );
     drop(rx); // barge-in
     tokio::time::timeout(Duration::from_secs(10), mock.dropped.recv())
         .await
@@ -238,16 +262,26 @@ async fn errors_map_to_permanent_and_transient() {
         _ => Answer::Status(503, "<html>bad gateway</html>".into(), None),
     })
     .await;
-    let p = providers(&single(&mock.base_url), Some(KEY), Arc::new(Metrics::default()));
+    let p = providers(
+        &single(&mock.base_url),
+        Some(KEY),
+        Arc::new(Metrics::default()),
+    );
     let one = |evs: Vec<Result<LlmEvent, ProviderError>>| match &evs[..] {
         [Err(e)] => e.clone(),
         other => panic!("{other:?}"),
     };
     let e = one(all(p.llm.stream(request()).await.unwrap()).await);
     assert!(!e.is_transient());
-    assert!(!e.to_string().contains("sk-"), "the body's key fragment is not repeated: {e}");
+    assert!(
+        !e.to_string().contains("sk-"),
+        "the body's key fragment is not repeated: {e}"
+    );
     let e = one(all(p.llm.stream(request()).await.unwrap()).await);
-    assert!(!e.is_transient() && e.to_string().contains("enable-auto-tool-choice"), "{e}");
+    assert!(
+        !e.is_transient() && e.to_string().contains("enable-auto-tool-choice"),
+        "{e}"
+    );
     let e = one(all(p.llm.stream(request()).await.unwrap()).await);
     assert_eq!(
         e,

@@ -91,7 +91,9 @@ async fn elevenlabs(mut ws: Conn, got: mpsc::UnboundedSender<Got>) {
         let text = v["text"].as_str().unwrap_or(" ");
         if text.is_empty() {
             // End of sequence: the last of the audio, isFinal, close.
-            let _ = ws.send(Message::text(json!({"isFinal": true}).to_string())).await;
+            let _ = ws
+                .send(Message::text(json!({"isFinal": true}).to_string()))
+                .await;
             let _ = ws.close(None).await;
             break;
         }
@@ -119,13 +121,24 @@ async fn elevenlabs_streams_ulaw_sentence_by_sentence_and_ends_with_eos() {
         Arc::new(Metrics::default()),
     );
     let mut s = p.tts.open(params()).await.unwrap();
-    let pcm = speak(&mut s, &["Hello there.", "How can I help?"]).await.unwrap();
+    let pcm = speak(&mut s, &["Hello there.", "How can I help?"])
+        .await
+        .unwrap();
     let mut want = pcm_of(&audio_for("Hello there."));
     want.extend(pcm_of(&audio_for("How can I help?")));
     assert_eq!(pcm, want);
     let hs = mock.handshakes.recv().await.unwrap();
-    assert!(hs.uri.starts_with("/v1/text-to-speech/voice123/stream-input?"), "{}", hs.uri);
-    assert!(hs.uri.contains("output_format=ulaw_8000") && hs.uri.contains("model_id=eleven_flash_v2_5"), "{}", hs.uri);
+    assert!(
+        hs.uri
+            .starts_with("/v1/text-to-speech/voice123/stream-input?"),
+        "{}",
+        hs.uri
+    );
+    assert!(
+        hs.uri.contains("output_format=ulaw_8000") && hs.uri.contains("model_id=eleven_flash_v2_5"),
+        "{}",
+        hs.uri
+    );
     let texts: Vec<String> = std::iter::from_fn(|| got.try_recv().ok())
         .filter_map(|g| match g {
             Got::Json(v) => v["text"].as_str().map(str::to_string),
@@ -143,15 +156,27 @@ async fn elevenlabs_cancel_closes_the_socket_and_stalls_fail_over() {
     })
     .await;
     let p = providers(
-        &format!("[providers.tts]\nkind = \"elevenlabs\"\nbase_url = \"{}/v1\"\n", mock.base),
+        &format!(
+            "[providers.tts]\nkind = \"elevenlabs\"\nbase_url = \"{}/v1\"\n",
+            mock.base
+        ),
         Arc::new(Metrics::default()),
     );
     let mut s = p.tts.open(params()).await.unwrap();
-    s.input.send(TtsInput::Text("Hello there.".into())).await.unwrap();
-    assert!(matches!(s.events.recv().await, Some(Ok(TtsEvent::Audio(_)))));
+    s.input
+        .send(TtsInput::Text("Hello there.".into()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.events.recv().await,
+        Some(Ok(TtsEvent::Audio(_)))
+    ));
     drop(s); // barge-in
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), got.recv()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), got.recv())
+            .await
+            .unwrap()
+        {
             Some(Got::Closed) => break,
             Some(Got::Json(v)) => assert_ne!(v["text"], "", "no end of sequence on a cancel"),
             None => panic!("mock gone"),
@@ -159,9 +184,11 @@ async fn elevenlabs_cancel_closes_the_socket_and_stalls_fail_over() {
     }
 
     // A server that takes the text and never speaks.
-    let silent = mock_ws::start(("xi-api-key", "xi-secret".into()), &[], |mut ws: Conn| async move {
-        while let Some(Ok(_)) = ws.next().await {}
-    })
+    let silent = mock_ws::start(
+        ("xi-api-key", "xi-secret".into()),
+        &[],
+        |mut ws: Conn| async move { while let Some(Ok(_)) = ws.next().await {} },
+    )
     .await;
     let metrics = Arc::new(Metrics::default());
     let p = providers(
@@ -177,7 +204,10 @@ async fn elevenlabs_cancel_closes_the_socket_and_stalls_fail_over() {
     let mut s = p.tts.open(params()).await.unwrap();
     let pcm = speak(&mut s, &["Hello there."]).await.unwrap();
     assert!(pcm.len() > 8000, "the scripted reply played: {}", pcm.len());
-    assert_eq!(metrics.provider_switches("tts", "elevenlabs", "scripted"), 1);
+    assert_eq!(
+        metrics.provider_switches("tts", "elevenlabs", "scripted"),
+        1
+    );
 }
 
 // ------------------------------------------------------------ Cartesia
@@ -230,34 +260,71 @@ async fn cartesia_speaks_one_context_in_mulaw_and_cancels_by_context() {
     let p = providers(&toml, Arc::new(Metrics::default()));
     let mut s = p.tts.open(params()).await.unwrap();
     let pcm = speak(&mut s, &["Hi, front desk here."]).await.unwrap();
-    assert_eq!(pcm, pcm_of(&audio_for("Hi, front desk here.")), "the stray context's chunk is dropped");
+    assert_eq!(
+        pcm,
+        pcm_of(&audio_for("Hi, front desk here.")),
+        "the stray context's chunk is dropped"
+    );
     let hs = mock.handshakes.recv().await.unwrap();
     assert_eq!(hs.headers, [Some("2026-03-01".to_string())]);
-    let Some(Got::Json(first)) = got.recv().await else { panic!() };
-    assert_eq!(first["output_format"], json!({"container":"raw","encoding":"pcm_mulaw","sample_rate":8000}));
+    let Some(Got::Json(first)) = got.recv().await else {
+        panic!()
+    };
+    assert_eq!(
+        first["output_format"],
+        json!({"container":"raw","encoding":"pcm_mulaw","sample_rate":8000})
+    );
     assert_eq!(first["voice"], json!({"mode":"id","id":CARTESIA_VOICE}));
     assert_eq!(first["continue"], true);
     let ctx = first["context_id"].as_str().unwrap().to_string();
-    let Some(Got::Json(last)) = got.recv().await else { panic!() };
-    assert_eq!((last["transcript"].as_str(), last["continue"].as_bool()), (Some(""), Some(false)));
+    let Some(Got::Json(last)) = got.recv().await else {
+        panic!()
+    };
+    assert_eq!(
+        (last["transcript"].as_str(), last["continue"].as_bool()),
+        (Some(""), Some(false))
+    );
     assert_eq!(last["context_id"], ctx.as_str());
-    assert_eq!(got.recv().await, Some(Got::Closed), "the socket is closed after done");
+    assert_eq!(
+        got.recv().await,
+        Some(Got::Closed),
+        "the socket is closed after done"
+    );
 
     // Cancel mid-reply: the server is told which context to drop.
     let mut s = p.tts.open(params()).await.unwrap();
-    s.input.send(TtsInput::Text("Let me check that.".into())).await.unwrap();
-    assert!(matches!(s.events.recv().await, Some(Ok(TtsEvent::Audio(_)))));
-    let Some(Got::Json(req)) = got.recv().await else { panic!() };
-    drop(s);
-    let Some(Got::Json(cancel)) = tokio::time::timeout(Duration::from_secs(10), got.recv()).await.unwrap() else {
+    s.input
+        .send(TtsInput::Text("Let me check that.".into()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.events.recv().await,
+        Some(Ok(TtsEvent::Audio(_)))
+    ));
+    let Some(Got::Json(req)) = got.recv().await else {
         panic!()
     };
-    assert_eq!(cancel, json!({"context_id": req["context_id"], "cancel": true}));
+    drop(s);
+    let Some(Got::Json(cancel)) = tokio::time::timeout(Duration::from_secs(10), got.recv())
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        cancel,
+        json!({"context_id": req["context_id"], "cancel": true})
+    );
 }
 
 #[tokio::test]
 async fn cartesia_refused_key_fails_over_and_errors_are_classed() {
-    let mock = mock_ws::start(("x-api-key", "another-key".into()), &[], |_ws: Conn| async {}).await;
+    let mock = mock_ws::start(
+        ("x-api-key", "another-key".into()),
+        &[],
+        |_ws: Conn| async {},
+    )
+    .await;
     let metrics = Arc::new(Metrics::default());
     let p = providers(
         &format!(
@@ -298,7 +365,10 @@ async fn cartesia_refused_key_fails_over_and_errors_are_classed() {
     );
     let mut s = p.tts.open(params()).await.unwrap();
     let e = speak(&mut s, &["Hello."]).await.unwrap_err();
-    assert!(!e.is_transient() && e.to_string().contains("voice not found"), "{e}");
+    assert!(
+        !e.is_transient() && e.to_string().contains("voice not found"),
+        "{e}"
+    );
 }
 
 // ------------------------------------------------------------ Deepgram Aura
@@ -320,13 +390,17 @@ async fn aura(mut ws: Conn, got: mpsc::UnboundedSender<Got>) {
                 let _ = ws.send(Message::binary(audio_for(&text))).await;
                 text.clear();
                 let _ = ws
-                    .send(Message::text(json!({"type":"Flushed","sequence_id":seq}).to_string()))
+                    .send(Message::text(
+                        json!({"type":"Flushed","sequence_id":seq}).to_string(),
+                    ))
                     .await;
                 seq += 1;
             }
             Some("Clear") => {
                 let _ = ws
-                    .send(Message::text(json!({"type":"Cleared","sequence_id":seq}).to_string()))
+                    .send(Message::text(
+                        json!({"type":"Cleared","sequence_id":seq}).to_string(),
+                    ))
                     .await;
             }
             Some("Close") => {
@@ -341,22 +415,31 @@ async fn aura(mut ws: Conn, got: mpsc::UnboundedSender<Got>) {
 #[tokio::test]
 async fn aura_speaks_flushes_and_clears_on_cancel() {
     let (tx, mut got) = mpsc::unbounded_channel();
-    let mut mock = mock_ws::start(("authorization", "Token dg-secret".into()), &[], move |ws| {
-        aura(ws, tx.clone())
-    })
+    let mut mock = mock_ws::start(
+        ("authorization", "Token dg-secret".into()),
+        &[],
+        move |ws| aura(ws, tx.clone()),
+    )
     .await;
     let p = providers(
-        &format!("[providers.tts]\nkind = \"deepgram_aura\"\nbase_url = \"{}/v1/speak\"\n", mock.base),
+        &format!(
+            "[providers.tts]\nkind = \"deepgram_aura\"\nbase_url = \"{}/v1/speak\"\n",
+            mock.base
+        ),
         Arc::new(Metrics::default()),
     );
     let mut s = p.tts.open(params()).await.unwrap();
-    let pcm = speak(&mut s, &["Hello there.", "How can I help?"]).await.unwrap();
+    let pcm = speak(&mut s, &["Hello there.", "How can I help?"])
+        .await
+        .unwrap();
     let mut want = pcm_of(&audio_for("Hello there."));
     want.extend(pcm_of(&audio_for("How can I help?")));
     assert_eq!(pcm, want);
     let hs = mock.handshakes.recv().await.unwrap();
     assert!(
-        hs.uri.contains("model=aura-2-thalia-en") && hs.uri.contains("encoding=mulaw") && hs.uri.contains("sample_rate=8000"),
+        hs.uri.contains("model=aura-2-thalia-en")
+            && hs.uri.contains("encoding=mulaw")
+            && hs.uri.contains("sample_rate=8000"),
         "{}",
         hs.uri
     );
@@ -367,12 +450,21 @@ async fn aura_speaks_flushes_and_clears_on_cancel() {
     assert_eq!(kinds, ["Speak", "Flush", "Speak", "Flush", "Close"]);
 
     let mut s = p.tts.open(params()).await.unwrap();
-    s.input.send(TtsInput::Text("One moment.".into())).await.unwrap();
-    assert!(matches!(s.events.recv().await, Some(Ok(TtsEvent::Audio(_)))));
+    s.input
+        .send(TtsInput::Text("One moment.".into()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.events.recv().await,
+        Some(Ok(TtsEvent::Audio(_)))
+    ));
     drop(s);
     let mut seen = vec![];
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), got.recv()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), got.recv())
+            .await
+            .unwrap()
+        {
             Some(Got::Json(v)) => seen.push(v["type"].as_str().unwrap_or("").to_string()),
             Some(Got::Closed) | None => break,
         }
@@ -382,23 +474,38 @@ async fn aura_speaks_flushes_and_clears_on_cancel() {
 
 #[tokio::test]
 async fn aura_refused_key_is_permanent_and_garbage_is_malformed() {
-    let mock = mock_ws::start(("authorization", "Token someone-else".into()), &[], |_ws: Conn| async {}).await;
+    let mock = mock_ws::start(
+        ("authorization", "Token someone-else".into()),
+        &[],
+        |_ws: Conn| async {},
+    )
+    .await;
     let p = providers(
-        &format!("[providers.tts]\nkind = \"deepgram_aura\"\nbase_url = \"{}/v1/speak\"\n", mock.base),
+        &format!(
+            "[providers.tts]\nkind = \"deepgram_aura\"\nbase_url = \"{}/v1/speak\"\n",
+            mock.base
+        ),
         Arc::new(Metrics::default()),
     );
     let e = p.tts.open(params()).await.unwrap_err();
     assert!(!e.is_transient() && e.to_string().contains("401"), "{e}");
     assert!(!e.to_string().contains("dg-secret"));
 
-    let mock = mock_ws::start(("authorization", "Token dg-secret".into()), &[], |mut ws: Conn| async move {
-        while let Some(Ok(_)) = ws.next().await {
-            let _ = ws.send(Message::text("[1, 2")).await;
-        }
-    })
+    let mock = mock_ws::start(
+        ("authorization", "Token dg-secret".into()),
+        &[],
+        |mut ws: Conn| async move {
+            while let Some(Ok(_)) = ws.next().await {
+                let _ = ws.send(Message::text("[1, 2")).await;
+            }
+        },
+    )
     .await;
     let p = providers(
-        &format!("[providers.tts]\nkind = \"deepgram_aura\"\nbase_url = \"{}/v1/speak\"\n", mock.base),
+        &format!(
+            "[providers.tts]\nkind = \"deepgram_aura\"\nbase_url = \"{}/v1/speak\"\n",
+            mock.base
+        ),
         Arc::new(Metrics::default()),
     );
     let mut s = p.tts.open(params()).await.unwrap();

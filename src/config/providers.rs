@@ -594,13 +594,7 @@ fn stt_validate(c: &SttConfig, p: &str) -> Result<(), ConfigError> {
                 60_000,
                 "ms",
             )?;
-            check_range(
-                &format!("{p}keepalive_ms"),
-                d.keepalive_ms,
-                500,
-                9000,
-                "ms",
-            )
+            check_range(&format!("{p}keepalive_ms"), d.keepalive_ms, 500, 9000, "ms")
         }
         SttConfig::Chain(ch) => ch.members.iter().try_for_each(|m| {
             let sub = format!("{p}{}.", stt_kind(m));
@@ -862,8 +856,10 @@ mod tests {
             assert_eq!(e.key(), key, "{text}: {e}");
             assert!(!e.to_string().contains('\u{1}'), "{e}");
         }
-        assert!(err("[providers.stt]\nkind = \"deepgram\"\nchain = [\"scripted\"]\n")
-            .contains("not both"));
+        assert!(
+            err("[providers.stt]\nkind = \"deepgram\"\nchain = [\"scripted\"]\n")
+                .contains("not both")
+        );
     }
 
     #[test]

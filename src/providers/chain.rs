@@ -32,8 +32,8 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::{
-    Llm, LlmEvent, LlmRequest, ProviderError, Stt, SttEvent, SttInput, SttParams, SttSession,
-    Tts, TtsEvent, TtsInput, TtsParams, TtsSession,
+    Llm, LlmEvent, LlmRequest, ProviderError, Stt, SttEvent, SttInput, SttParams, SttSession, Tts,
+    TtsEvent, TtsInput, TtsParams, TtsSession,
 };
 use crate::metrics::Metrics;
 
@@ -435,7 +435,13 @@ async fn stt_open_from(
             Ok(s) => return Ok(s),
             Err(e) if last => return Err(e),
             Err(e) => {
-                record_switch(metrics, "stt", members[*i].name(), members[*i + 1].name(), &e);
+                record_switch(
+                    metrics,
+                    "stt",
+                    members[*i].name(),
+                    members[*i + 1].name(),
+                    &e,
+                );
                 *i += 1;
             }
         }
@@ -542,7 +548,13 @@ impl SttRun {
                 return;
             }
             let from = self.members[i].name();
-            record_switch(&self.metrics, "stt", from, self.members[i + 1].name(), &failure);
+            record_switch(
+                &self.metrics,
+                "stt",
+                from,
+                self.members[i + 1].name(),
+                &failure,
+            );
             i += 1;
             match stt_open_from(
                 &self.members,
@@ -666,7 +678,10 @@ mod tests {
         assert_eq!(text, "Hello there.");
         assert!(errs.is_empty(), "{errs:?}");
         let took = t0.elapsed();
-        assert!(took >= Duration::from_secs(2) && took < Duration::from_millis(2100), "{took:?}");
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_millis(2100),
+            "{took:?}"
+        );
         assert_eq!(metrics.provider_switches("llm", "openai", "scripted"), 1);
         // The next reply of this call goes straight to the fallback…
         let t1 = Instant::now();
@@ -751,7 +766,10 @@ mod tests {
             }
         );
         let took = t0.elapsed();
-        assert!(took >= Duration::from_secs(2) && took < Duration::from_millis(2200), "{took:?}");
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_millis(2200),
+            "{took:?}"
+        );
         assert_eq!(metrics.provider_switches("stt", "deepgram", "scripted"), 1);
     }
 

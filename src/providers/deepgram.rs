@@ -127,10 +127,7 @@ impl Joiner {
     pub fn handle(&mut self, text: &str) -> Result<Vec<SttEvent>, String> {
         let v: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("not JSON ({e})"))?;
-        let kind = v
-            .get("type")
-            .and_then(|t| t.as_str())
-            .ok_or("no `type`")?;
+        let kind = v.get("type").and_then(|t| t.as_str()).ok_or("no `type`")?;
         let flag = |k: &str| v.get(k).and_then(|b| b.as_bool()).unwrap_or(false);
         let mut out = Vec::new();
         match kind {
@@ -309,7 +306,10 @@ mod tests {
             j.handle(&results("I'd like", false, false)).unwrap(),
             [SttEvent::Interim("I'd like".into())]
         );
-        assert!(j.handle(&results("I'd like a", true, false)).unwrap().is_empty());
+        assert!(j
+            .handle(&results("I'd like a", true, false))
+            .unwrap()
+            .is_empty());
         assert_eq!(
             j.handle(&results("clean", false, false)).unwrap(),
             [SttEvent::Interim("I'd like a clean".into())]

@@ -392,7 +392,14 @@ fn build_stt(
             let members = ch
                 .members
                 .iter()
-                .map(|m| build_stt(m, &format!("{at}.{}", crate::config::stt_kind(m)), env, metrics))
+                .map(|m| {
+                    build_stt(
+                        m,
+                        &format!("{at}.{}", crate::config::stt_kind(m)),
+                        env,
+                        metrics,
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Arc::new(chain::ChainStt::new(
                 members,
@@ -428,7 +435,14 @@ fn build_llm(
             let members = ch
                 .members
                 .iter()
-                .map(|m| build_llm(m, &format!("{at}.{}", crate::config::llm_kind(m)), env, metrics))
+                .map(|m| {
+                    build_llm(
+                        m,
+                        &format!("{at}.{}", crate::config::llm_kind(m)),
+                        env,
+                        metrics,
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Arc::new(chain::ChainLlm::new(
                 members,
@@ -469,7 +483,14 @@ fn build_tts(
             let members = ch
                 .members
                 .iter()
-                .map(|m| build_tts(m, &format!("{at}.{}", crate::config::tts_kind(m)), env, metrics))
+                .map(|m| {
+                    build_tts(
+                        m,
+                        &format!("{at}.{}", crate::config::tts_kind(m)),
+                        env,
+                        metrics,
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Arc::new(chain::ChainTts::new(
                 members,

@@ -25,9 +25,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::ws::{short, status_is_permanent};
-use super::{
-    ChatMessage, FinishReason, Llm, LlmEvent, LlmRequest, ProviderError, Role, ToolCall,
-};
+use super::{ChatMessage, FinishReason, Llm, LlmEvent, LlmRequest, ProviderError, Role, ToolCall};
 use crate::config::OpenaiLlmConfig;
 use crate::pii::Secret;
 
@@ -133,7 +131,10 @@ impl Llm for OpenaiLlm {
         &self,
         req: LlmRequest,
     ) -> Result<mpsc::Receiver<Result<LlmEvent, ProviderError>>, ProviderError> {
-        let url = format!("{}/chat/completions", self.cfg.base_url.trim_end_matches('/'));
+        let url = format!(
+            "{}/chat/completions",
+            self.cfg.base_url.trim_end_matches('/')
+        );
         let mut request = self.http.post(url).json(&self.body(&req));
         if let Some(k) = &self.key {
             request = request.bearer_auth(k.expose());
@@ -170,13 +171,20 @@ async fn run(request: reqwest::RequestBuilder, idle: Duration, tx: &Events) {
         }
         Ok(Err(e)) => {
             let _ = tx
-                .send(Err(transient(format!("request failed: {}", e.without_url()))))
+                .send(Err(transient(format!(
+                    "request failed: {}",
+                    e.without_url()
+                ))))
                 .await;
             return;
         }
         Ok(Ok(r)) => r,
     };
-    if let Some(id) = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
+    if let Some(id) = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
         debug!(request_id = id, "chat stream started");
     }
     let status = resp.status().as_u16();
@@ -386,7 +394,10 @@ impl Assembler {
                 continue; // n = 1: other choices are not ours
             }
             let delta = choice.get("delta");
-            if let Some(t) = delta.and_then(|d| d.get("content")).and_then(|c| c.as_str()) {
+            if let Some(t) = delta
+                .and_then(|d| d.get("content"))
+                .and_then(|c| c.as_str())
+            {
                 if !t.is_empty() {
                     out.push(LlmEvent::Text(t.to_string()));
                 }
@@ -416,7 +427,10 @@ impl Assembler {
 
     fn fragment(&mut self, frag: &Value) -> Result<(), ProviderError> {
         let index = frag.get("index").and_then(|i| i.as_u64());
-        let id = frag.get("id").and_then(|i| i.as_str()).filter(|s| !s.is_empty());
+        let id = frag
+            .get("id")
+            .and_then(|i| i.as_str())
+            .filter(|s| !s.is_empty());
         let func = frag.get("function");
         let name = func.and_then(|f| f.get("name")).and_then(|n| n.as_str());
         // Ollama's native shape sends arguments as an object.
@@ -525,8 +539,13 @@ mod tests {
     #[test]
     fn sse_events_split_across_chunks_comments_and_crlf() {
         let mut p = SseParser::default();
-        assert!(p.push(b": keep-alive\n\nevent: message\ndata: {\"a\"").is_empty());
-        assert_eq!(p.push(b":1}\r\n\r\ndata: [DONE]\n\n"), ["{\"a\":1}", "[DONE]"]);
+        assert!(p
+            .push(b": keep-alive\n\nevent: message\ndata: {\"a\"")
+            .is_empty());
+        assert_eq!(
+            p.push(b":1}\r\n\r\ndata: [DONE]\n\n"),
+            ["{\"a\":1}", "[DONE]"]
+        );
         assert_eq!(p.push(b"data: x\ndata: y\n\n"), ["x\ny"]);
     }
 
@@ -547,7 +566,9 @@ mod tests {
         let calls: Vec<_> = evs
             .iter()
             .filter_map(|e| match e {
-                Ok(LlmEvent::ToolCall(c)) => Some((c.id.as_str(), c.name.as_str(), c.arguments.as_str())),
+                Ok(LlmEvent::ToolCall(c)) => {
+                    Some((c.id.as_str(), c.name.as_str(), c.arguments.as_str()))
+                }
                 _ => None,
             })
             .collect();
@@ -562,11 +583,21 @@ mod tests {
 
     #[test]
     fn errors_map_to_permanent_and_transient() {
-        assert!(!status_error(401, r#"{"error":{"message":"Incorrect API key sk-abc"}}"#, None)
-            .is_transient());
-        assert!(!status_error(401, "sk-abc", None).to_string().contains("sk-abc"));
-        assert!(!status_error(400, r#"{"object":"error","message":"bad","code":400}"#, None)
-            .is_transient());
+        assert!(!status_error(
+            401,
+            r#"{"error":{"message":"Incorrect API key sk-abc"}}"#,
+            None
+        )
+        .is_transient());
+        assert!(!status_error(401, "sk-abc", None)
+            .to_string()
+            .contains("sk-abc"));
+        assert!(!status_error(
+            400,
+            r#"{"object":"error","message":"bad","code":400}"#,
+            None
+        )
+        .is_transient());
         assert!(status_error(429, "", Some(Duration::from_secs(2))).is_transient());
         assert!(status_error(503, "<html>", None).is_transient());
     }

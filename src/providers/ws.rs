@@ -131,7 +131,10 @@ pub(crate) fn close_error(provider: &'static str, frame: Option<&CloseFrame>) ->
     } else {
         format!("closed by the server ({code} {reason})")
     };
-    if matches!(frame.map(|f| f.code), Some(CloseCode::Policy | CloseCode::Unsupported | CloseCode::Invalid | CloseCode::Protocol)) {
+    if matches!(
+        frame.map(|f| f.code),
+        Some(CloseCode::Policy | CloseCode::Unsupported | CloseCode::Invalid | CloseCode::Protocol)
+    ) {
         ProviderError::Permanent { provider, message }
     } else {
         ProviderError::Transient {

@@ -91,7 +91,10 @@ async fn chat(State(st): State<St>, headers: HeaderMap, body: Bytes) -> Response
                 Body::from_stream(head)
             };
             (
-                [("content-type", "text/event-stream"), ("x-request-id", "req_1")],
+                [
+                    ("content-type", "text/event-stream"),
+                    ("x-request-id", "req_1"),
+                ],
                 body,
             )
                 .into_response()
