@@ -130,8 +130,14 @@ impl App {
             ));
         }
         notify_env(config, env)?;
+        // Each configured provider's key (the first missing one is named).
+        for need in config.providers.required_env() {
+            if env.secret(need.var).is_none() {
+                return Err(ConfigError::missing_env(&need.key, &need.value, need.var));
+            }
+        }
         // Files the providers load at start-up (e.g. the scripted TTS audio).
-        Providers::from_config(config)
+        Providers::from_config(config, env, Arc::new(Metrics::default()))
             .map_err(|e| ConfigError::invalid(e.key.clone(), e.message.clone()))?;
         let region = phone::region(&config.business.default_region).map_err(|_| {
             ConfigError::invalid(
@@ -157,13 +163,14 @@ impl App {
     /// Validate, then connect and migrate the store and build every service.
     pub async fn build(config: Config, env: &Env, clock: Arc<dyn Clock>) -> Result<App, AppError> {
         let v = App::validate(&config, env)?;
-        let providers = Providers::from_config(&config)
+        let metrics = Arc::new(Metrics::default());
+        let providers = Providers::from_config(&config, env, metrics.clone())
             .map_err(|e| ConfigError::invalid(e.key.clone(), e.message.clone()))?;
         let store = Store::connect(&v.database_url, &config.storage).await?;
         let services = Services::build(&config, env, &v, store, clock)?;
         Ok(App {
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             providers,
             services,
             api_token: env.secret(env::API_TOKEN),

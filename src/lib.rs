@@ -33,7 +33,7 @@
 //! | [`vad`] | webrtc-vad with hysteresis → `SpeechStarted`/`SpeechEnded`; the barge-in policy |
 //! | [`carrier`] | wire formats per carrier ⇄ carrier-neutral [`carrier::CallEvent`] / [`carrier::CarrierCommand`]; close codes for transport rejections; the shared carrier playout emulator |
 //! | [`call`] | the sans-IO call core and [`call::Session`] (core ⇄ [`call::Conversation`]), the reply pipeline, the tool runner, the call record writer, the per-call tokio driver |
-//! | [`providers`] | streaming `Stt`/`Llm`/`Tts` traits and implementations (scripted fakes first) |
+//! | [`providers`] | streaming `Stt`/`Llm`/`Tts` traits; scripted fakes, the Deepgram, OpenAI-compatible, ElevenLabs, Cartesia and Aura clients, and the per-call fail-over chain |
 //! | [`brain`] | intent, lead tier A–D, slot filling (later issues) |
 //! | [`routing`] | the inbound plan (stages 1–3, IVR, on-call, protection) as a pure function, TwiML, Twilio signatures and stream tokens |
 //! | [`booking`] | `Calendar` trait: slots, holds with TTL, bookings; local + Cal.com |

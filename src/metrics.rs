@@ -4,8 +4,10 @@
 //! per-frame path. Counters that move per frame are accumulated per call and
 //! added here in batches by the call driver.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 /// A fixed-bucket histogram of milliseconds.
 #[derive(Debug)]
@@ -101,6 +103,9 @@ pub struct Metrics {
     pub turn_latency: Histogram,
     /// First voiced frame of an interruption → `clear` sent, in ms.
     pub barge_in_latency: Histogram,
+    /// Provider fail-overs by (role, from, to): rare, so a map behind a
+    /// lock that is never held across an await.
+    provider_switches: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
 }
 
 impl Default for Metrics {
@@ -122,11 +127,35 @@ impl Default for Metrics {
             tool_jobs: AtomicU64::new(0),
             turn_latency: Histogram::new(LATENCY_BOUNDS),
             barge_in_latency: Histogram::new(LATENCY_BOUNDS),
+            provider_switches: Mutex::new(BTreeMap::new()),
         }
     }
 }
 
 impl Metrics {
+    /// A call moved its `role` (`stt`, `llm`, `tts`) from provider `from` to `to`.
+    pub fn provider_switch(&self, role: &'static str, from: &'static str, to: &'static str) {
+        // A poisoned lock only means another thread panicked mid-increment;
+        // the counts are still usable.
+        let mut m = self
+            .provider_switches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *m.entry((role, from, to)).or_insert(0) += 1;
+    }
+
+    /// How many times calls moved `role` from `from` to `to`.
+    pub fn provider_switches(&self, role: &str, from: &str, to: &str) -> u64 {
+        let m = self
+            .provider_switches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        m.iter()
+            .filter(|((r, f, t), _)| *r == role && *f == from && *t == to)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -233,6 +262,21 @@ impl Metrics {
             "frontdesk_barge_in_latency_ms",
             "First voiced frame of an interruption to clear, ms.",
         );
+        let name = "frontdesk_provider_switches_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Calls moved to the next provider of a fail-over chain.\n# TYPE {name} counter"
+        );
+        let switches = self
+            .provider_switches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for ((role, from, to), n) in switches.iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{role=\"{role}\",from=\"{from}\",to=\"{to}\"}} {n}"
+            );
+        }
         out
     }
 }
@@ -252,5 +296,21 @@ mod tests {
         assert!(text.contains("frontdesk_turn_latency_ms_bucket{le=\"10\"} 1"));
         assert!(text.contains("frontdesk_turn_latency_ms_bucket{le=\"750\"} 2"));
         assert!(text.contains("frontdesk_turn_latency_ms_count 2"));
+    }
+
+    #[test]
+    fn provider_switches_are_labelled_by_role_and_providers() {
+        let m = Metrics::default();
+        m.provider_switch("stt", "deepgram", "scripted");
+        m.provider_switch("stt", "deepgram", "scripted");
+        m.provider_switch("tts", "cartesia", "elevenlabs");
+        let text = m.render();
+        assert!(
+            text.contains(
+                "frontdesk_provider_switches_total{role=\"stt\",from=\"deepgram\",to=\"scripted\"} 2"
+            ),
+            "{text}"
+        );
+        assert_eq!(m.provider_switches("tts", "cartesia", "elevenlabs"), 1);
     }
 }

@@ -279,6 +279,50 @@ fn check_config_and_serve_refuse_the_same_configs_naming_the_same_key() {
             "providers.tts",
         ),
         (
+            "deepgram without its key",
+            "[providers.stt]\nkind = \"deepgram\"\n".into(),
+            vec![],
+            "DEEPGRAM_API_KEY",
+        ),
+        (
+            "deepgram key blank, in a chain",
+            "[providers.stt]\nchain = [\"deepgram\", \"scripted\"]\n".into(),
+            vec![("DEEPGRAM_API_KEY", " ")],
+            "DEEPGRAM_API_KEY",
+        ),
+        (
+            "openai without its key",
+            "[providers.llm]\nkind = \"openai\"\n".into(),
+            vec![],
+            "OPENAI_API_KEY",
+        ),
+        (
+            "elevenlabs without its key",
+            "[providers.tts]\nkind = \"elevenlabs\"\n".into(),
+            vec![],
+            "ELEVENLABS_API_KEY",
+        ),
+        (
+            "cartesia without its key",
+            "[providers.tts]\nchain = [\"cartesia\", \"scripted\"]\n\
+             [providers.tts.cartesia]\nvoice_id = \"a0e99841-438c-4a64-b679-ae501e7d6091\"\n"
+                .into(),
+            vec![],
+            "CARTESIA_API_KEY",
+        ),
+        (
+            "deepgram aura without its key",
+            "[providers.tts]\nkind = \"deepgram_aura\"\n".into(),
+            vec![],
+            "DEEPGRAM_API_KEY",
+        ),
+        (
+            "a chain naming a provider twice",
+            "[providers.llm]\nchain = [\"scripted\", \"scripted\"]\n".into(),
+            vec![],
+            "providers.llm.chain",
+        ),
+        (
             "a bad key with PostgreSQL on a closed port",
             "[vad]\nstart_ms = 0\n".into(),
             vec![],

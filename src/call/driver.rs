@@ -387,14 +387,16 @@ async fn drive<T, C>(
         voice: cfg.providers.tts.voice(),
     };
     let mut replies: Vec<(u64, AbortHandle)> = Vec::new();
-    let stt_wants_audio = services.providers.stt.wants_audio();
+    // This call's own providers: a fail-over chain moves this call only.
+    let providers = services.providers.for_call();
+    let stt_wants_audio = providers.stt.wants_audio();
     // Open the STT beside the loop: the greeting must not wait for it.
     let mut stt = Stt {
         state: SttState::Opening,
         backlog: VecDeque::new(),
     };
     let mut stt_task = {
-        let provider = services.providers.stt.clone();
+        let provider = providers.stt.clone();
         let metrics = metrics.clone();
         let params = SttParams {
             sample_rate: PHONE_RATE,
@@ -507,7 +509,7 @@ async fn drive<T, C>(
                         run_reply(
                             gen,
                             input,
-                            services.providers.clone(),
+                            providers.clone(),
                             voice.clone(),
                             reply_tx.clone(),
                         )

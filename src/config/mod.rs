@@ -15,8 +15,10 @@ use serde::Deserialize;
 
 pub mod env;
 pub mod notify;
+pub mod providers;
 pub mod routing;
 pub use env::Env;
+pub use providers::*;
 
 pub use crate::config_error::{check_http_client, ConfigError};
 
@@ -225,161 +227,6 @@ impl Default for CallConfig {
     }
 }
 
-/// `[providers]`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProvidersConfig {
-    /// `[providers.stt]`
-    pub stt: SttConfig,
-    /// `[providers.llm]`
-    pub llm: LlmConfig,
-    /// `[providers.tts]`
-    pub tts: TtsConfig,
-}
-
-/// `[providers.stt]`, chosen by `kind`.
-#[derive(Debug, Clone)]
-pub enum SttConfig {
-    /// Fixed-latency fake: a final transcript `final_after_ms` after each utterance ends.
-    Scripted(ScriptedSttConfig),
-}
-
-impl<'de> Deserialize<'de> for SttConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, rest) = split_kind::<D::Error>(toml::Table::deserialize(d)?)?;
-        match kind.as_str() {
-            "scripted" => Ok(SttConfig::Scripted(from_table(rest)?)),
-            other => Err(serde::de::Error::custom(format!(
-                "unknown kind `{other}`, expected one of: scripted"
-            ))),
-        }
-    }
-}
-
-impl Default for SttConfig {
-    fn default() -> Self {
-        SttConfig::Scripted(ScriptedSttConfig::default())
-    }
-}
-
-/// `kind = "scripted"` STT.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ScriptedSttConfig {
-    /// Milliseconds from the end of an utterance to its final transcript (default 100, 0–60000).
-    pub final_after_ms: u64,
-    /// Transcripts returned in turn; after the last, the last repeats (default `["hello"]`).
-    pub transcripts: Vec<String>,
-}
-
-impl Default for ScriptedSttConfig {
-    fn default() -> Self {
-        ScriptedSttConfig {
-            final_after_ms: 100,
-            transcripts: vec!["hello".into()],
-        }
-    }
-}
-
-/// `[providers.llm]`, chosen by `kind`.
-#[derive(Debug, Clone)]
-pub enum LlmConfig {
-    /// Fixed-latency fake streaming a canned reply.
-    Scripted(ScriptedLlmConfig),
-}
-
-impl<'de> Deserialize<'de> for LlmConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, rest) = split_kind::<D::Error>(toml::Table::deserialize(d)?)?;
-        match kind.as_str() {
-            "scripted" => Ok(LlmConfig::Scripted(from_table(rest)?)),
-            other => Err(serde::de::Error::custom(format!(
-                "unknown kind `{other}`, expected one of: scripted"
-            ))),
-        }
-    }
-}
-
-impl Default for LlmConfig {
-    fn default() -> Self {
-        LlmConfig::Scripted(ScriptedLlmConfig::default())
-    }
-}
-
-/// `kind = "scripted"` LLM.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ScriptedLlmConfig {
-    /// Milliseconds from the request to the first token (default 200, 0–60000).
-    pub first_token_ms: u64,
-    /// Milliseconds between later tokens (default 0: the rest arrives at once; 0–10000).
-    pub token_interval_ms: u64,
-    /// The reply text, streamed word by word.
-    pub reply: String,
-}
-
-impl Default for ScriptedLlmConfig {
-    fn default() -> Self {
-        ScriptedLlmConfig {
-            first_token_ms: 200,
-            token_interval_ms: 0,
-            reply: "Thanks, I can help with that. Could I take your name, please?".into(),
-        }
-    }
-}
-
-/// `[providers.tts]`, chosen by `kind`.
-#[derive(Debug, Clone)]
-pub enum TtsConfig {
-    /// Fixed-latency fake that answers every text with the same audio.
-    Scripted(ScriptedTtsConfig),
-}
-
-impl<'de> Deserialize<'de> for TtsConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (kind, rest) = split_kind::<D::Error>(toml::Table::deserialize(d)?)?;
-        match kind.as_str() {
-            "scripted" => Ok(TtsConfig::Scripted(from_table(rest)?)),
-            other => Err(serde::de::Error::custom(format!(
-                "unknown kind `{other}`, expected one of: scripted"
-            ))),
-        }
-    }
-}
-
-impl TtsConfig {
-    /// The provider voice id replies are spoken with, if the provider has voices.
-    pub fn voice(&self) -> Option<String> {
-        match self {
-            TtsConfig::Scripted(_) => None,
-        }
-    }
-}
-
-impl Default for TtsConfig {
-    fn default() -> Self {
-        TtsConfig::Scripted(ScriptedTtsConfig::default())
-    }
-}
-
-/// `kind = "scripted"` TTS.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ScriptedTtsConfig {
-    /// Milliseconds from the first text to the first audio (default 150, 0–60000).
-    pub first_audio_ms: Option<u64>,
-    /// Path to any WAV file (any rate, mono or stereo), resampled to 8 kHz
-    /// μ-law at start-up. Default: the built-in 2-second reply.
-    pub audio: Option<PathBuf>,
-}
-
-impl ScriptedTtsConfig {
-    /// First-audio latency with its default applied.
-    pub fn first_audio_ms(&self) -> u64 {
-        self.first_audio_ms.unwrap_or(150)
-    }
-}
-
 /// Marks a nested key path inside a custom error so [`Config::from_toml`] can
 /// report the full dotted key.
 const PATH_MARK: char = '\u{1}';
@@ -570,12 +417,7 @@ impl Config {
         if self.recording.dir.is_relative() {
             self.recording.dir = base.join(&self.recording.dir);
         }
-        let TtsConfig::Scripted(tts) = &mut self.providers.tts;
-        if let Some(p) = &tts.audio {
-            if p.is_relative() {
-                tts.audio = Some(base.join(p));
-            }
-        }
+        self.providers.resolve_relative_paths(base);
     }
 
     /// The database URL: `FRONTDESK_DATABASE_URL` if set, else `[storage]
@@ -746,44 +588,7 @@ impl Config {
                 ),
             ));
         }
-        match &self.providers.stt {
-            SttConfig::Scripted(s) if s.transcripts.is_empty() => {
-                return Err(ConfigError::invalid(
-                    "providers.stt.transcripts",
-                    "needs at least one transcript",
-                ))
-            }
-            SttConfig::Scripted(s) => check_range(
-                "providers.stt.final_after_ms",
-                s.final_after_ms,
-                0,
-                60_000,
-                "ms",
-            )?,
-        }
-        let LlmConfig::Scripted(llm) = &self.providers.llm;
-        check_range(
-            "providers.llm.first_token_ms",
-            llm.first_token_ms,
-            0,
-            60_000,
-            "ms",
-        )?;
-        check_range(
-            "providers.llm.token_interval_ms",
-            llm.token_interval_ms,
-            0,
-            10_000,
-            "ms",
-        )?;
-        let TtsConfig::Scripted(tts) = &self.providers.tts;
-        check_range(
-            "providers.tts.first_audio_ms",
-            tts.first_audio_ms(),
-            0,
-            60_000,
-            "ms",
-        )?;
+        self.providers.validate()?;
         self.storage.validate()?;
         routing::validate_business_hours(&self.business.hours, &self.business.holidays)?;
         routing::validate(self.routing_sections())?;
@@ -838,11 +643,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.vad.end_ms, 200);
-        let SttConfig::Scripted(stt) = &cfg.providers.stt;
+        let SttConfig::Scripted(stt) = &cfg.providers.stt else {
+            panic!("scripted stt")
+        };
         assert_eq!(stt.final_after_ms, 100);
-        let LlmConfig::Scripted(llm) = &cfg.providers.llm;
+        let LlmConfig::Scripted(llm) = &cfg.providers.llm else {
+            panic!("scripted llm")
+        };
         assert_eq!((llm.first_token_ms, llm.reply.as_str()), (200, "Sure."));
-        let TtsConfig::Scripted(tts) = &cfg.providers.tts;
+        let TtsConfig::Scripted(tts) = &cfg.providers.tts else {
+            panic!("scripted tts")
+        };
         assert_eq!(tts.first_audio_ms(), 150);
         assert_eq!(tts.audio.as_deref(), Some(Path::new("reply.wav")));
         assert!(cfg.call.greeting.is_empty());

@@ -11,9 +11,28 @@
 //! Errors say whether they are permanent (auth, bad request) or transient
 //! (timeout, 5xx, 429): that decides retry, fail-over or apologise-and-hand-off.
 //!
+//! Fail-over is one more implementation of each trait
+//! ([`chain`]): it holds the members in config order and moves a call to
+//! the next on a permanent error or a stall. State that must be per call
+//! (which member a call is on) lives in the value [`Providers::for_call`]
+//! returns, so one call's fail-over never moves another call.
+//!
+//! The cloud clients ([`deepgram`], [`openai`], [`elevenlabs`],
+//! [`cartesia`], [`aura`]) ask for μ-law 8 kHz on the phone, so the only
+//! conversion is the lossless G.711 table lookup between the call's PCM and
+//! the carrier's bytes. Keys come from [`crate::config::Env`] and live in
+//! [`crate::pii::Secret`]s; no log line carries one.
+//!
 //! This module owns no call state; it must not know about carriers.
 
+pub mod aura;
+pub mod cartesia;
+pub mod chain;
+pub mod deepgram;
+pub mod elevenlabs;
+pub mod openai;
 pub mod scripted;
+mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +40,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use crate::config::{Config, LlmConfig, SttConfig, TtsConfig};
+use crate::config::{env, Config, Env, LlmConfig, SttConfig, TtsConfig};
+use crate::metrics::Metrics;
+use crate::pii::Secret;
 
 /// A provider failure.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -113,6 +134,11 @@ pub trait Stt: Send + Sync {
     }
     /// Open a session for one call.
     async fn open(&self, params: SttParams) -> Result<SttSession, ProviderError>;
+    /// A handle with its own per-call state, for providers that keep some
+    /// (a fail-over chain); `None`: this one is stateless and shared.
+    fn for_call(&self) -> Option<Arc<dyn Stt>> {
+        None
+    }
 }
 
 // ---------------------------------------------------------------- LLM
@@ -223,6 +249,10 @@ pub trait Llm: Send + Sync {
         &self,
         req: LlmRequest,
     ) -> Result<mpsc::Receiver<Result<LlmEvent, ProviderError>>, ProviderError>;
+    /// A handle with its own per-call state (see [`Stt::for_call`]).
+    fn for_call(&self) -> Option<Arc<dyn Llm>> {
+        None
+    }
 }
 
 // ---------------------------------------------------------------- TTS
@@ -270,6 +300,10 @@ pub trait Tts: Send + Sync {
     fn name(&self) -> &'static str;
     /// Open a session for one reply.
     async fn open(&self, params: TtsParams) -> Result<TtsSession, ProviderError>;
+    /// A handle with its own per-call state (see [`Stt::for_call`]).
+    fn for_call(&self) -> Option<Arc<dyn Tts>> {
+        None
+    }
 }
 
 // ---------------------------------------------------------------- set-up
@@ -307,17 +341,162 @@ pub struct ProviderSetupError {
 
 impl Providers {
     /// Build the providers `[providers]` asks for (loading files such as the
-    /// scripted TTS audio now, at start-up).
-    pub fn from_config(cfg: &Config) -> Result<Providers, ProviderSetupError> {
-        let stt: Arc<dyn Stt> = match &cfg.providers.stt {
-            SttConfig::Scripted(c) => Arc::new(scripted::ScriptedStt::new(c.clone())),
-        };
-        let llm: Arc<dyn Llm> = match &cfg.providers.llm {
-            LlmConfig::Scripted(c) => Arc::new(scripted::ScriptedLlm::new(c.clone())),
-        };
-        let tts: Arc<dyn Tts> = match &cfg.providers.tts {
-            TtsConfig::Scripted(c) => Arc::new(scripted::ScriptedTts::from_config(c)?),
-        };
-        Ok(Providers { stt, llm, tts })
+    /// scripted TTS audio now, at start-up), with keys from `env` and
+    /// fail-over counted in `metrics`. Nothing connects yet.
+    pub fn from_config(
+        cfg: &Config,
+        env: &Env,
+        metrics: Arc<Metrics>,
+    ) -> Result<Providers, ProviderSetupError> {
+        let p = &cfg.providers;
+        Ok(Providers {
+            stt: build_stt(&p.stt, "providers.stt", env, &metrics)?,
+            llm: build_llm(&p.llm, "providers.llm", env, &metrics)?,
+            tts: build_tts(&p.tts, "providers.tts", env, &metrics)?,
+        })
     }
+
+    /// The providers for one call: chains get fresh per-call state (which
+    /// member the call is on); stateless providers are shared as they are.
+    pub fn for_call(&self) -> Providers {
+        Providers {
+            stt: self.stt.for_call().unwrap_or_else(|| self.stt.clone()),
+            llm: self.llm.for_call().unwrap_or_else(|| self.llm.clone()),
+            tts: self.tts.for_call().unwrap_or_else(|| self.tts.clone()),
+        }
+    }
+}
+
+/// The key `var`, or a set-up error at `key` (App::validate reports a
+/// missing key first, naming the variable; this is the backstop).
+fn key(env: &Env, key: &str, var: &str) -> Result<Secret<String>, ProviderSetupError> {
+    env.secret(var).ok_or_else(|| ProviderSetupError {
+        key: key.to_string(),
+        message: format!("needs the environment variable {var}, which is not set (or is blank)"),
+    })
+}
+
+fn build_stt(
+    c: &SttConfig,
+    at: &str,
+    env: &Env,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn Stt>, ProviderSetupError> {
+    Ok(match c {
+        SttConfig::Scripted(c) => Arc::new(scripted::ScriptedStt::new(c.clone())),
+        SttConfig::Deepgram(c) => Arc::new(deepgram::DeepgramStt::new(
+            c.clone(),
+            key(env, at, env::DEEPGRAM_API_KEY)?,
+        )),
+        SttConfig::Chain(ch) => {
+            let members = ch
+                .members
+                .iter()
+                .map(|m| {
+                    build_stt(
+                        m,
+                        &format!("{at}.{}", crate::config::stt_kind(m)),
+                        env,
+                        metrics,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Arc::new(chain::ChainStt::new(
+                members,
+                Duration::from_millis(ch.stall_ms),
+                metrics.clone(),
+            ))
+        }
+    })
+}
+
+fn build_llm(
+    c: &LlmConfig,
+    at: &str,
+    env: &Env,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn Llm>, ProviderSetupError> {
+    Ok(match c {
+        LlmConfig::Scripted(c) => Arc::new(scripted::ScriptedLlm::new(c.clone())),
+        LlmConfig::Openai(c) => {
+            let k = if c.needs_key() {
+                Some(key(env, at, env::OPENAI_API_KEY)?)
+            } else {
+                env.secret(env::OPENAI_API_KEY)
+            };
+            Arc::new(
+                openai::OpenaiLlm::new(c.clone(), k).map_err(|e| ProviderSetupError {
+                    key: format!("{at}.base_url"),
+                    message: format!("cannot build the HTTP client: {e}"),
+                })?,
+            )
+        }
+        LlmConfig::Chain(ch) => {
+            let members = ch
+                .members
+                .iter()
+                .map(|m| {
+                    build_llm(
+                        m,
+                        &format!("{at}.{}", crate::config::llm_kind(m)),
+                        env,
+                        metrics,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Arc::new(chain::ChainLlm::new(
+                members,
+                Duration::from_millis(ch.stall_ms),
+                metrics.clone(),
+            ))
+        }
+    })
+}
+
+fn build_tts(
+    c: &TtsConfig,
+    at: &str,
+    env: &Env,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn Tts>, ProviderSetupError> {
+    Ok(match c {
+        TtsConfig::Scripted(c) => Arc::new(scripted::ScriptedTts::from_config(c).map_err(
+            // Name the member's own table inside a chain.
+            |e| ProviderSetupError {
+                key: e.key.replacen("providers.tts", at, 1),
+                message: e.message,
+            },
+        )?),
+        TtsConfig::Elevenlabs(c) => Arc::new(elevenlabs::ElevenlabsTts::new(
+            c.clone(),
+            key(env, at, env::ELEVENLABS_API_KEY)?,
+        )),
+        TtsConfig::Cartesia(c) => Arc::new(cartesia::CartesiaTts::new(
+            c.clone(),
+            key(env, at, env::CARTESIA_API_KEY)?,
+        )),
+        TtsConfig::DeepgramAura(c) => Arc::new(aura::AuraTts::new(
+            c.clone(),
+            key(env, at, env::DEEPGRAM_API_KEY)?,
+        )),
+        TtsConfig::Chain(ch) => {
+            let members = ch
+                .members
+                .iter()
+                .map(|m| {
+                    build_tts(
+                        m,
+                        &format!("{at}.{}", crate::config::tts_kind(m)),
+                        env,
+                        metrics,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Arc::new(chain::ChainTts::new(
+                members,
+                Duration::from_millis(ch.stall_ms),
+                metrics.clone(),
+            ))
+        }
+    })
 }
