@@ -381,11 +381,12 @@ async fn drive<T, C>(
         services.tracker.clone(),
     );
     let mut recorder = services.store.clone().map(|store| {
-        Recorder::start(
+        Recorder::start_with(
             store,
             services.clock.clone(),
             metrics.clone(),
             &services.tracker,
+            !cfg.webhooks.post_call_url.is_empty(),
         )
     });
     let voice = Voice {

@@ -10,6 +10,10 @@
 //! that end if nothing else did). A write that does not fit the queue is
 //! dropped and counted (`frontdesk_record_writes_dropped_total`); one the
 //! database refuses is counted and logged.
+//!
+//! With the post-call webhook configured, the end of a call that was not
+//! handed to humans also queues its webhook (the routing webhooks queue the
+//! others at their final carrier status).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -64,8 +68,20 @@ impl Recorder {
         metrics: Arc<Metrics>,
         tracker: &tokio_util::task::TaskTracker,
     ) -> Recorder {
+        Recorder::start_with(store, clock, metrics, tracker, false)
+    }
+
+    /// [`Recorder::start`]; with `post_call`, the end of a call that was
+    /// not handed off also queues its post-call webhook.
+    pub fn start_with(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        tracker: &tokio_util::task::TaskTracker,
+        post_call: bool,
+    ) -> Recorder {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tracker.spawn(write_all(store, rx, metrics.clone()).in_current_span());
+        tracker.spawn(write_all(store, rx, metrics.clone(), post_call).in_current_span());
         Recorder {
             tx,
             clock,
@@ -116,14 +132,33 @@ impl Drop for Recorder {
     }
 }
 
-async fn write_all(store: Store, mut rx: mpsc::Receiver<Op>, metrics: Arc<Metrics>) {
-    let mut call_id: Option<String> = None;
+/// The call a writer task is recording.
+#[derive(Default)]
+struct Written {
+    /// Its row id, once `start` is written.
+    id: Option<String>,
+    /// Its carrier id.
+    sid: Option<String>,
+    /// Queue the post-call webhook at its end.
+    post_call: bool,
+}
+
+async fn write_all(
+    store: Store,
+    mut rx: mpsc::Receiver<Op>,
+    metrics: Arc<Metrics>,
+    post_call: bool,
+) {
+    let mut call = Written {
+        post_call,
+        ..Written::default()
+    };
     while let Some(op) = rx.recv().await {
         match op {
             Op::Write(at, record) => {
                 // Boxed: the task rests between writes holding only its
                 // receiver, not the (large) state of every query future.
-                if let Err(e) = Box::pin(write_one(&store, &mut call_id, at, record)).await {
+                if let Err(e) = Box::pin(write_one(&store, &mut call, at, record)).await {
                     metrics.record_write_errors.fetch_add(1, Relaxed);
                     tracing::warn!(error = %e, "call record write failed");
                 }
@@ -137,7 +172,7 @@ async fn write_all(store: Store, mut rx: mpsc::Receiver<Op>, metrics: Arc<Metric
 
 async fn write_one(
     store: &Store,
-    call_id: &mut Option<String>,
+    call: &mut Written,
     at: DateTime<Utc>,
     record: Record,
 ) -> Result<(), crate::store::StoreError> {
@@ -163,11 +198,12 @@ async fn write_one(
         store
             .set_call_params(&id, &serde_json::Value::Object(params).to_string())
             .await?;
-        *call_id = Some(id);
+        call.id = Some(id);
+        call.sid = Some(info.call_sid.clone());
         return Ok(());
     }
     // Nothing can be written for a call whose start was never recorded.
-    let Some(id) = call_id.as_deref() else {
+    let Some(id) = call.id.as_deref() else {
         return Ok(());
     };
     match record {
@@ -212,6 +248,11 @@ async fn write_one(
         Record::Ended(reason) => {
             let (status, why) = end_status(reason);
             store.end_call(id, status, why, at).await?;
+            // A handed-off call goes on with humans: routing queues its
+            // webhook at the final carrier status, not at stream close.
+            if let (true, Some(sid)) = (call.post_call && status != "handed_off", &call.sid) {
+                crate::notify::enqueue_call_finished(store, sid, at).await?;
+            }
         }
     }
     Ok(())
