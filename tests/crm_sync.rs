@@ -57,7 +57,10 @@ async fn hub(
     if headers.get("authorization").and_then(|v| v.to_str().ok())
         != Some(&format!("Bearer {TOKEN}"))
     {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"category": "INVALID_AUTHENTICATION"})))
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"category": "INVALID_AUTHENTICATION"})),
+        )
             .into_response();
     }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -146,7 +149,11 @@ async fn sync_survives_an_outage(db: TestDb) {
         .with(env::API_TOKEN, API)
         .with(env::HUBSPOT_TOKEN, TOKEN);
     let app = common::serve_env(config(&hub_base), env, clock.clone(), Some(API)).await;
-    let notify = app.services.notify.clone().expect("notify with a remote CRM");
+    let notify = app
+        .services
+        .notify
+        .clone()
+        .expect("notify with a remote CRM");
     let worker = Worker::new(notify);
 
     m.lock().unwrap().down = true;
@@ -184,13 +191,27 @@ async fn sync_survives_an_outage(db: TestDb) {
     }
     let s = m.lock().unwrap();
     assert_eq!(s.contacts.len(), 1, "one contact");
-    assert_eq!(s.contacts[0].1.get("phone_e164").map(String::as_str), Some("+447700900123"));
+    assert_eq!(
+        s.contacts[0].1.get("phone_e164").map(String::as_str),
+        Some("+447700900123")
+    );
     let kinds: Vec<&str> = s.engagements.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "notes").count(), 1, "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|k| **k == "tasks").count(), 1, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "notes").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "tasks").count(),
+        1,
+        "{kinds:?}"
+    );
     let task = &s.engagements.iter().find(|(k, _)| k == "tasks").unwrap().1;
     // Tier B in hours: due five minutes after the call.
-    assert_eq!(task["properties"]["hs_timestamp"], "2026-12-01T10:05:00.000Z");
+    assert_eq!(
+        task["properties"]["hs_timestamp"],
+        "2026-12-01T10:05:00.000Z"
+    );
     let note = &s.engagements.iter().find(|(k, _)| k == "notes").unwrap().1;
     assert!(note["properties"]["hs_note_body"]
         .as_str()

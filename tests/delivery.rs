@@ -61,11 +61,10 @@ async fn hook_handler(State(m): State<HookMock>, headers: HeaderMap, body: Bytes
             .unwrap_or("")
             .to_string()
     };
-    m.lock().unwrap().received.push((
-        h("x-frontdesk-timestamp"),
-        h("x-frontdesk-signature"),
-        body,
-    ));
+    m.lock()
+        .unwrap()
+        .received
+        .push((h("x-frontdesk-timestamp"), h("x-frontdesk-signature"), body));
     StatusCode::OK.into_response()
 }
 
@@ -495,7 +494,10 @@ async fn routed_voicemail_posts_once_and_texts_the_caller_once_per_cooldown() {
     let (auth, path, form) = &texts[0];
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT}:{AUTH}"));
     assert_eq!(auth.as_deref(), Some(format!("Basic {basic}").as_str()));
-    assert_eq!(path, &format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json"));
+    assert_eq!(
+        path,
+        &format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json")
+    );
     let f = |k: &str| {
         form.iter()
             .find(|(n, _)| n == k)
@@ -530,9 +532,27 @@ async fn routed_voicemail_posts_once_and_texts_the_caller_once_per_cooldown() {
 async fn texts_skip_own_and_withheld_numbers_and_map_twilio_errors() {
     let db = TestDb::sqlite().await;
     let s = serve(&db, true).await;
-    missed_call(&s, "CAown00000000000000000000000000001", "+447700900001", true).await;
-    missed_call(&s, "CAanon0000000000000000000000000001", "+266696687", false).await;
-    missed_call(&s, "CAbiz00000000000000000000000000001", "+442079460000", false).await;
+    missed_call(
+        &s,
+        "CAown00000000000000000000000000001",
+        "+447700900001",
+        true,
+    )
+    .await;
+    missed_call(
+        &s,
+        "CAanon0000000000000000000000000001",
+        "+266696687",
+        false,
+    )
+    .await;
+    missed_call(
+        &s,
+        "CAbiz00000000000000000000000000001",
+        "+442079460000",
+        false,
+    )
+    .await;
     s.drain().await;
     assert_eq!(s.items(kind::SMS_MISSED_CALL).await.len(), 0);
     assert!(s.texts().is_empty());
@@ -550,7 +570,10 @@ async fn texts_skip_own_and_withheld_numbers_and_map_twilio_errors() {
     assert_eq!(failed[0]["kind"], kind::SMS_MISSED_CALL);
     let err = failed[0]["last_error"].as_str().unwrap_or_default();
     assert!(err.contains("21610"), "{err}");
-    assert!(!err.contains("900555"), "no phone number in the error: {err}");
+    assert!(
+        !err.contains("900555"),
+        "no phone number in the error: {err}"
+    );
     assert!(failed[0].get("payload").is_none());
     assert_eq!(s.api("/api/outbox?status=nope").await.0, 400);
     let unauth = s
@@ -562,13 +585,22 @@ async fn texts_skip_own_and_withheld_numbers_and_map_twilio_errors() {
     assert_eq!(unauth.status().as_u16(), 401);
 
     s.twilio.lock().unwrap().unavailable = 1;
-    missed_call(&s, "CAretry000000000000000000000000001", "+447700900777", true).await;
+    missed_call(
+        &s,
+        "CAretry000000000000000000000000001",
+        "+447700900777",
+        true,
+    )
+    .await;
     let r = s.worker.run_once().await.unwrap();
     assert_eq!(r.retrying, 1, "{r:?}");
     s.clock.advance(Duration::minutes(1));
     s.drain().await;
     assert_eq!(s.texts().len(), 1);
-    assert_eq!(s.texts()[0].2[0], ("To".to_string(), "+447700900777".to_string()));
+    assert_eq!(
+        s.texts()[0].2[0],
+        ("To".to_string(), "+447700900777".to_string())
+    );
 }
 
 /// A booking confirmed through the API texts the attendee once, with the
@@ -646,7 +678,10 @@ async fn the_claim_page_plays_the_voicemail() {
         .await
         .unwrap();
     assert!(page.contains("<audio controls"), "{page}");
-    assert!(page.contains(&format!("src=\"{path}/recording\"")), "{page}");
+    assert!(
+        page.contains(&format!("src=\"{path}/recording\"")),
+        "{page}"
+    );
     let audio = s
         .http
         .get(format!("{}{path}/recording", s.base))
@@ -707,7 +742,11 @@ async fn cooldown_is_shared(db: TestDb) {
         .await
         .unwrap());
     assert_eq!(
-        store.outbox_items(kind::SMS_MISSED_CALL).await.unwrap().len(),
+        store
+            .outbox_items(kind::SMS_MISSED_CALL)
+            .await
+            .unwrap()
+            .len(),
         2
     );
 }

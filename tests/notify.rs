@@ -404,7 +404,11 @@ async fn tier_a_fyi_goes_to_the_assigned_rep_in_hours() {
     let db = TestDb::sqlite().await;
     let clock = Arc::new(ManualClock::new(t("2026-12-01T10:00:00Z")));
     let store = store_on(&db).await;
-    let mut n = node(store.clone(), clock.clone(), slack_cfg(SlackMode::Bot, &base));
+    let mut n = node(
+        store.clone(),
+        clock.clone(),
+        slack_cfg(SlackMode::Bot, &base),
+    );
     let mut parts = n.notify.parts().clone();
     let mut sam = rep("sam", "Sam Patel", "+447700900002", "U0SAM");
     sam.slack_channel = "C0SAMDESK".into();
@@ -416,6 +420,7 @@ async fn tier_a_fyi_goes_to_the_assigned_rep_in_hours() {
         l.routing_owner = owner.map(str::to_string);
         (l, t(at))
     };
+    let mut ids = Vec::new();
     for (l, at) in [
         ingest("CAfyi1", Some("alex"), "2026-12-01T10:00:00Z"),
         ingest("CAfyi2", Some("sam"), "2026-12-01T10:01:00Z"),
@@ -423,20 +428,27 @@ async fn tier_a_fyi_goes_to_the_assigned_rep_in_hours() {
         ingest("CAfyi4", Some("alex"), "2026-12-01T22:00:00Z"),
     ] {
         clock.set(at);
-        store.ingest_lead(&l, at).await.unwrap();
+        ids.push(store.ingest_lead(&l, at).await.unwrap().lead.id);
     }
     drain(&n.worker).await;
-    let posts = mock.lock().unwrap().posts.clone();
-    let channels: Vec<&str> = posts.iter().map(|(c, _)| c.as_str()).collect();
-    assert_eq!(channels, ["U0ALEX", "C0SAMDESK", "C0LEADS", "C0NIGHT"], "{posts:#?}");
-    for (_, v) in &posts[..2] {
-        assert!(v["text"].as_str().unwrap().starts_with("FYI"), "{v}");
-        assert!(v["blocks"][0]["text"]["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("FYI: tier A"));
+    let mut channels = Vec::new();
+    for id in &ids {
+        channels.push(store.lead_card(id).await.unwrap().expect("card").channel);
     }
-    assert!(!posts[2].1["text"].as_str().unwrap().starts_with("FYI"));
+    assert_eq!(channels, ["U0ALEX", "C0SAMDESK", "C0LEADS", "C0NIGHT"]);
+    let posts = mock.lock().unwrap().posts.clone();
+    assert_eq!(posts.len(), 4);
+    for (channel, v) in &posts {
+        let fyi = channel == "U0ALEX" || channel == "C0SAMDESK";
+        assert_eq!(v["text"].as_str().unwrap().starts_with("FYI"), fyi, "{v}");
+        assert_eq!(
+            v["blocks"][0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("FYI: tier A"),
+            fyi
+        );
+    }
 }
 
 /// Slack is down (503) for an hour while leads arrive overnight; the worker

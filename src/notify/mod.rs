@@ -335,7 +335,11 @@ impl Notify {
     /// post-call webhook once, and, when it ended in voicemail or
     /// unanswered, the missed-call text-back (once per caller per
     /// `sms.cooldown_h`). Safe to call more than once per call.
-    pub async fn call_finished(&self, call_sid: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn call_finished(
+        &self,
+        call_sid: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let p = &self.inner;
         if p.webhook.is_some() {
             enqueue_call_finished(&p.store, call_sid, now).await?;
@@ -349,7 +353,10 @@ impl Notify {
         if !missed(&facts) {
             return Ok(());
         }
-        let Some(from) = facts.from.as_ref().filter(|f| sms::may_text(f.expose(), &p.own_numbers))
+        let Some(from) = facts
+            .from
+            .as_ref()
+            .filter(|f| sms::may_text(f.expose(), &p.own_numbers))
         else {
             return Ok(());
         };
@@ -456,8 +463,7 @@ pub async fn enqueue_call_finished(
     call_sid: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let payload =
-        serde_json::json!({"call_sid": call_sid, "finished_ms": now.timestamp_millis()});
+    let payload = serde_json::json!({"call_sid": call_sid, "finished_ms": now.timestamp_millis()});
     store
         .enqueue_outbox(
             kind::POST_CALL,

@@ -161,7 +161,10 @@ mod tests {
     #[test]
     fn templates() {
         assert_eq!(
-            render("{business}: booked {when}", &[("business", "Acme"), ("when", "Tue 09:00")]),
+            render(
+                "{business}: booked {when}",
+                &[("business", "Acme"), ("when", "Tue 09:00")]
+            ),
             "Acme: booked Tue 09:00"
         );
     }

@@ -233,7 +233,11 @@ fn transfer_of(facts: &CallFacts) -> Option<PostCallTransfer> {
             });
         }
     }
-    for (leg, target) in [("number", "ring"), ("assigned", "assigned"), ("oncall", "oncall")] {
+    for (leg, target) in [
+        ("number", "ring"),
+        ("assigned", "assigned"),
+        ("oncall", "oncall"),
+    ] {
         if dial_result(facts, leg) == Some("answered") {
             return Some(PostCallTransfer {
                 target: target.into(),
@@ -253,7 +257,11 @@ pub fn post_call_body(facts: &CallFacts, finished_at: DateTime<Utc>) -> PostCall
     let handoff_summary = facts
         .last(crate::store::HANDOFF_KIND)
         .and_then(|(_, _, d)| serde_json::from_str::<serde_json::Value>(d).ok())
-        .and_then(|v| v.get("summary").and_then(|s| s.as_str()).map(str::to_string))
+        .and_then(|v| {
+            v.get("summary")
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+        })
         .filter(|s| !s.trim().is_empty());
     let summary = handoff_summary.or_else(|| {
         facts

@@ -715,10 +715,11 @@ impl Worker {
                     let Some(facts) = p.store.call_facts(sid, p.clock.now()).await? else {
                         return Err(Failure::Permanent("call not found".into()));
                     };
-                    let body = serde_json::to_string(&super::webhook::post_call_body(
-                        &facts, finished,
-                    ))
-                    .map_err(|e| Failure::Permanent(format!("cannot encode the body: {e}")))?;
+                    let body =
+                        serde_json::to_string(&super::webhook::post_call_body(&facts, finished))
+                            .map_err(|e| {
+                                Failure::Permanent(format!("cannot encode the body: {e}"))
+                            })?;
                     p.store.outbox_set_payload(&item.id, &body).await?;
                     body
                 };
