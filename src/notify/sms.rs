@@ -61,11 +61,6 @@ impl TwilioSms {
         })
     }
 
-    /// The sending number.
-    pub fn from(&self) -> &str {
-        &self.from
-    }
-
     /// Send `body` to `to`; the message's `sid` on success.
     pub async fn send(&self, to: &Pii<String>, body: &str) -> Result<String, SmsError> {
         let url = format!(

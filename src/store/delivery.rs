@@ -59,6 +59,14 @@ type FactsRow = (
     Option<i64>,
 );
 
+/// Activity log, caller turns, voicemails, and the lead (id, contact).
+type Details = (
+    Vec<(i64, String, String)>,
+    (i64,),
+    (i64,),
+    Option<(String, String)>,
+);
+
 /// How long after a call's end a booking still counts as made on it (the
 /// confirm can land a little after the stream closed).
 const BOOKING_GRACE_MS: i64 = 5 * 60 * 1000;
@@ -82,12 +90,7 @@ impl Store {
         let Some((id, contact_id, from, to, status, started_ms, ended_ms)) = row else {
             return Ok(None);
         };
-        let (events, caller_turns, voicemails, lead_id): (
-            Vec<(i64, String, String)>,
-            (i64,),
-            (i64,),
-            Option<(String, String)>,
-        ) = on_pool!(self, |p| {
+        let (events, caller_turns, voicemails, lead_id): Details = on_pool!(self, |p| {
             let events = sqlx::query_as(
                 "SELECT at_ms, kind, detail FROM call_events WHERE call_id = $1 ORDER BY at_ms, id",
             )
