@@ -218,7 +218,10 @@ impl Services {
                 )?)
             }
         };
-        let notify = build_notify(config, env, v, &store, &clock)?;
+        // Leads, tasks and meetings are synced through the outbox to a
+        // remote CRM; the local CRM is the store itself.
+        let remote_crm = (config.crm.provider == CrmProvider::Hubspot).then(|| crm.clone());
+        let notify = build_notify(config, env, v, &store, &clock, remote_crm)?;
         Ok(Services {
             notify,
             store,
@@ -269,6 +272,13 @@ fn notify_env(config: &Config, env: &Env) -> Result<(), ConfigError> {
             env::WEBHOOK_SECRET,
         ));
     }
+    if !config.twilio.sms_from.is_empty() {
+        for var in [env::TWILIO_ACCOUNT_SID, env::TWILIO_AUTH_TOKEN] {
+            if env.secret(var).is_none() {
+                return Err(ConfigError::missing_env("twilio.sms_from", "a number", var));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -292,13 +302,15 @@ fn build_notify(
     v: &Validated,
     store: &Store,
     clock: &Arc<dyn Clock>,
+    crm: Option<Arc<dyn Crm>>,
 ) -> Result<Option<Notify>, ConfigError> {
     use crate::config::notify::SlackMode;
     use crate::notify::{dial::TwilioDialer, slack::SlackClient, webhook::WebhookClient};
     let link_secret = env.secret(env::LINK_SECRET);
     let slack_on = config.slack.mode != SlackMode::Off;
     let hook_on = !config.webhooks.post_call_url.is_empty();
-    if !slack_on && !hook_on && link_secret.is_none() {
+    let sms_on = !config.twilio.sms_from.is_empty();
+    if !slack_on && !hook_on && !sms_on && crm.is_none() && link_secret.is_none() {
         return Ok(None);
     }
     let client_err = |key: &str| {
@@ -341,6 +353,32 @@ fn build_notify(
         ),
         _ => None,
     };
+    let sms = match (
+        env.secret(env::TWILIO_ACCOUNT_SID),
+        env.secret(env::TWILIO_AUTH_TOKEN),
+    ) {
+        (Some(sid), Some(token)) if sms_on => Some(
+            crate::notify::sms::TwilioSms::new(
+                &config.twilio.api_base_url,
+                sid,
+                token,
+                &config.twilio.sms_from,
+                Duration::from_secs(10),
+            )
+            .map_err(client_err("twilio"))?,
+        ),
+        _ => None,
+    };
+    let media = match (
+        env.secret(env::TWILIO_ACCOUNT_SID),
+        env.secret(env::TWILIO_AUTH_TOKEN),
+    ) {
+        (Some(sid), Some(token)) => Some(
+            crate::notify::media::TwilioMedia::new(&config.twilio.api_base_url, sid, token)
+                .map_err(client_err("twilio"))?,
+        ),
+        _ => None,
+    };
     Ok(Some(Notify::new(crate::notify::NotifyParts {
         store: store.clone(),
         clock: clock.clone(),
@@ -355,5 +393,30 @@ fn build_notify(
         slack,
         slack_signing: env.secret(env::SLACK_SIGNING_SECRET),
         webhook,
+        sms,
+        sms_cfg: config.sms.clone(),
+        business_name: config.business.name.clone(),
+        own_numbers: own_numbers(config),
+        recording_dir: config.recording.dir.clone(),
+        media,
+        crm,
     })))
+}
+
+/// Every number of the business itself (its Twilio numbers, forwarding
+/// and team phones, the business phone, the SMS sender and click-to-call
+/// caller ID, the reps' phones): texts never go to them.
+fn own_numbers(config: &Config) -> Vec<String> {
+    let mut own: Vec<String> = Vec::new();
+    own.extend(config.numbers.iter().map(|n| n.e164.clone()));
+    own.extend(config.numbers.iter().map(|n| n.external_phone.clone()));
+    own.extend(config.users.iter().flat_map(|u| u.phones.iter().cloned()));
+    own.extend(config.links.reps.iter().map(|r| r.phone.clone()));
+    own.push(config.location.business_phone.clone());
+    own.push(config.twilio.sms_from.clone());
+    own.push(config.links.caller_id.clone());
+    own.retain(|n| !n.is_empty());
+    own.sort();
+    own.dedup();
+    own
 }

@@ -211,7 +211,7 @@ async fn a_call_task_that_fails_is_ended_on_record_as_an_error() {
         .await
         .unwrap();
     let metrics = std::sync::Arc::new(frontdesk::metrics::Metrics::default());
-    let writer = RecordWriter::start(store.clone(), metrics);
+    let writer = RecordWriter::start(store.clone(), metrics, false);
     let mut rec = writer.recorder(std::sync::Arc::new(frontdesk::clock::SystemClock));
     let failed = tokio::spawn(async move {
         rec.record(Record::Started(CallInfo {

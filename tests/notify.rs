@@ -178,6 +178,13 @@ fn node(store: Store, clock: Arc<ManualClock>, cfg: SlackConfig) -> Node {
         slack: Some(slack),
         slack_signing: None,
         webhook: None,
+        sms: None,
+        sms_cfg: Default::default(),
+        business_name: "Acme Dental".into(),
+        own_numbers: vec![],
+        recording_dir: std::env::temp_dir().join("frontdesk-no-recordings"),
+        media: None,
+        crm: None,
     });
     Node {
         worker: Worker::new(notify.clone()),
@@ -192,6 +199,7 @@ fn rep(id: &str, name: &str, phone: &str, slack_id: &str) -> RepConfig {
         name: name.into(),
         phone: phone.into(),
         slack_id: slack_id.into(),
+        slack_channel: String::new(),
     }
 }
 
@@ -386,6 +394,62 @@ on_both_databases!(
     routing_by_tier_and_update_after_claim,
     crate::routing_by_tier_and_update_after_claim
 );
+
+/// A tier A lead (a booking) routed to a rep is an FYI to that rep in
+/// hours: a direct message to their Slack user, or their own channel when
+/// configured; unassigned or after hours it follows the usual routing.
+#[tokio::test]
+async fn tier_a_fyi_goes_to_the_assigned_rep_in_hours() {
+    let (mock, base) = mock_slack().await;
+    let db = TestDb::sqlite().await;
+    let clock = Arc::new(ManualClock::new(t("2026-12-01T10:00:00Z")));
+    let store = store_on(&db).await;
+    let mut n = node(
+        store.clone(),
+        clock.clone(),
+        slack_cfg(SlackMode::Bot, &base),
+    );
+    let mut parts = n.notify.parts().clone();
+    let mut sam = rep("sam", "Sam Patel", "+447700900002", "U0SAM");
+    sam.slack_channel = "C0SAMDESK".into();
+    parts.reps.push(sam);
+    n.notify = Notify::new(parts);
+    n.worker = Worker::new(n.notify.clone());
+    let ingest = |sid: &str, owner: Option<&str>, at: &str| {
+        let mut l = new_lead(sid, "Jane Doe", "+447700900111", "A");
+        l.routing_owner = owner.map(str::to_string);
+        (l, t(at))
+    };
+    let mut ids = Vec::new();
+    for (l, at) in [
+        ingest("CAfyi1", Some("alex"), "2026-12-01T10:00:00Z"),
+        ingest("CAfyi2", Some("sam"), "2026-12-01T10:01:00Z"),
+        ingest("CAfyi3", None, "2026-12-01T10:02:00Z"),
+        ingest("CAfyi4", Some("alex"), "2026-12-01T22:00:00Z"),
+    ] {
+        clock.set(at);
+        ids.push(store.ingest_lead(&l, at).await.unwrap().lead.id);
+    }
+    drain(&n.worker).await;
+    let mut channels = Vec::new();
+    for id in &ids {
+        channels.push(store.lead_card(id).await.unwrap().expect("card").channel);
+    }
+    assert_eq!(channels, ["U0ALEX", "C0SAMDESK", "C0LEADS", "C0NIGHT"]);
+    let posts = mock.lock().unwrap().posts.clone();
+    assert_eq!(posts.len(), 4);
+    for (channel, v) in &posts {
+        let fyi = channel == "U0ALEX" || channel == "C0SAMDESK";
+        assert_eq!(v["text"].as_str().unwrap().starts_with("FYI"), fyi, "{v}");
+        assert_eq!(
+            v["blocks"][0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("FYI: tier A"),
+            fyi
+        );
+    }
+}
 
 /// Slack is down (503) for an hour while leads arrive overnight; the worker
 /// keeps retrying with back-off in virtual time and, once Slack is back,
@@ -1155,6 +1219,13 @@ async fn post_call_webhook_is_signed_and_sent_once() {
             )
             .unwrap(),
         ),
+        sms: None,
+        sms_cfg: Default::default(),
+        business_name: "Acme Dental".into(),
+        own_numbers: vec![],
+        recording_dir: std::env::temp_dir().join("frontdesk-no-recordings"),
+        media: None,
+        crm: None,
     });
     let w = Worker::new(notify);
     let body = PostCall {

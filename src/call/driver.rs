@@ -103,7 +103,11 @@ impl CallServices {
                 s.store.clone(),
                 s.clock.clone(),
             )),
-            records: Some(RecordWriter::start(s.store.clone(), app.metrics.clone())),
+            records: Some(RecordWriter::start(
+                s.store.clone(),
+                app.metrics.clone(),
+                !app.config.webhooks.post_call_url.is_empty(),
+            )),
             clock: s.clock.clone(),
             region: Some(s.region),
             tracker,

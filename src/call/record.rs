@@ -17,6 +17,10 @@
 //! does not fit its call's allowance or the shared queue is dropped and
 //! counted (`frontdesk_record_writes_dropped_total`); one the database
 //! refuses is counted and logged (`frontdesk_record_write_errors_total`).
+//!
+//! With the post-call webhook configured, the written end of a call that was
+//! not handed to humans also queues its webhook (the routing webhooks queue
+//! the others at their final carrier status).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -89,10 +93,11 @@ impl std::fmt::Debug for RecordWriter {
 impl RecordWriter {
     /// Start the writer task on `store` (within a Tokio runtime). It runs
     /// until the last handle and recorder are gone; a draining server calls
-    /// [`RecordWriter::flush`] once its calls have ended.
-    pub fn start(store: Store, metrics: Arc<Metrics>) -> RecordWriter {
+    /// [`RecordWriter::flush`] once its calls have ended. With `post_call`,
+    /// the end of a call not handed off queues its post-call webhook.
+    pub fn start(store: Store, metrics: Arc<Metrics>, post_call: bool) -> RecordWriter {
         let (tx, rx) = mpsc::channel(SHARED_QUEUE);
-        tokio::spawn(write_all(store, rx, metrics.clone()).in_current_span());
+        tokio::spawn(write_all(store, rx, metrics.clone(), post_call).in_current_span());
         RecordWriter {
             tx,
             next_key: Arc::new(AtomicU64::new(1)),
@@ -256,8 +261,15 @@ fn to_write(key: u64, record: Record) -> CallWrite {
     }
 }
 
-async fn write_all(store: Store, mut rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>) {
+async fn write_all(
+    store: Store,
+    mut rx: mpsc::Receiver<Msg>,
+    metrics: Arc<Metrics>,
+    post_call: bool,
+) {
     let mut ids: HashMap<u64, String> = HashMap::new();
+    // Carrier ids of the live calls, for their post-call webhook.
+    let mut sids: HashMap<u64, String> = HashMap::new();
     let mut batch: Vec<(DateTime<Utc>, CallWrite)> = Vec::new();
     let mut given_back: Vec<Arc<AtomicUsize>> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
@@ -307,7 +319,11 @@ async fn write_all(store: Store, mut rx: mpsc::Receiver<Msg>, metrics: Arc<Metri
         if !batch.is_empty() {
             // Boxed: the task rests between batches holding only its
             // receiver, not the (large) state of the query futures.
-            Box::pin(write_batch(&store, &mut batch, &mut ids, &metrics)).await;
+            Box::pin(write_batch(&store, &batch, &mut ids, &metrics)).await;
+            if post_call {
+                queue_post_call(&store, &batch, &mut sids).await;
+            }
+            batch.clear();
         }
         for pending in given_back.drain(..) {
             pending.fetch_sub(1, Relaxed);
@@ -327,18 +343,54 @@ async fn write_all(store: Store, mut rx: mpsc::Receiver<Msg>, metrics: Arc<Metri
         }
     }
     if !batch.is_empty() {
-        Box::pin(write_batch(&store, &mut batch, &mut ids, &metrics)).await;
+        Box::pin(write_batch(&store, &batch, &mut ids, &metrics)).await;
+        if post_call {
+            queue_post_call(&store, &batch, &mut sids).await;
+        }
     }
     for done in waiting {
         let _ = done.send(());
     }
 }
 
+/// After `batch` is written: note the carrier id of each call it starts, and
+/// queue the post-call webhook of each call it ends that was not handed to
+/// humans (the webhook is built from the stored call, so it goes after).
+async fn queue_post_call(
+    store: &Store,
+    batch: &[(DateTime<Utc>, CallWrite)],
+    sids: &mut HashMap<u64, String>,
+) {
+    for (at, write) in batch {
+        match write {
+            CallWrite::Start { key, call, .. } => {
+                if let Some(sid) = &call.call_sid {
+                    sids.insert(*key, sid.clone());
+                }
+            }
+            CallWrite::End { key, status, .. } => {
+                let Some(sid) = sids.remove(key) else {
+                    continue;
+                };
+                // A handed-off call goes on with humans: routing queues its
+                // webhook at the final carrier status, not at stream close.
+                if *status == "handed_off" {
+                    continue;
+                }
+                if let Err(e) = crate::notify::enqueue_call_finished(store, &sid, *at).await {
+                    tracing::warn!(error = %e, "post-call webhook not queued");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Write `batch` in one transaction, or each write on its own if the
-/// database refuses the whole; `batch` is empty afterwards.
+/// database refuses the whole.
 async fn write_batch(
     store: &Store,
-    batch: &mut Vec<(DateTime<Utc>, CallWrite)>,
+    batch: &[(DateTime<Utc>, CallWrite)],
     ids: &mut HashMap<u64, String>,
     metrics: &Metrics,
 ) {
@@ -361,7 +413,6 @@ async fn write_batch(
             }
         }
     }
-    batch.clear();
 }
 
 #[cfg(test)]
@@ -400,7 +451,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
         let metrics = Arc::new(Metrics::default());
-        let writer = RecordWriter::start(store.clone(), metrics.clone());
+        let writer = RecordWriter::start(store.clone(), metrics.clone(), false);
         let mut recs: Vec<Recorder> = (0..50)
             .map(|_| writer.recorder(Arc::new(SystemClock)))
             .collect();
@@ -430,7 +481,7 @@ mod tests {
     async fn a_lone_record_is_written_within_the_window() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
-        let writer = RecordWriter::start(store.clone(), Arc::new(Metrics::default()));
+        let writer = RecordWriter::start(store.clone(), Arc::new(Metrics::default()), false);
         let mut rec = writer.recorder(Arc::new(SystemClock));
         rec.record(started("CAlone"));
         let mut seen = false;
@@ -461,7 +512,7 @@ mod tests {
         .await
         .unwrap();
         let metrics = Arc::new(Metrics::default());
-        let writer = RecordWriter::start(store.clone(), metrics.clone());
+        let writer = RecordWriter::start(store.clone(), metrics.clone(), false);
         let mut rec = writer.recorder(Arc::new(SystemClock));
         rec.record(started("CAbad"));
         rec.record(turn(0, "before"));
@@ -489,7 +540,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
         let metrics = Arc::new(Metrics::default());
-        let writer = RecordWriter::start(store.clone(), metrics.clone());
+        let writer = RecordWriter::start(store.clone(), metrics.clone(), false);
         let mut rec = writer.recorder(Arc::new(SystemClock));
         for seq in 0..(QUEUE as u32 + 10) {
             rec.record(turn(seq, "x"));

@@ -63,6 +63,8 @@ pub struct Config {
     pub links: notify::LinksConfig,
     /// `[webhooks]`: the post-call webhook.
     pub webhooks: notify::WebhooksConfig,
+    /// `[sms]`: booking confirmations and missed-call text-backs.
+    pub sms: notify::SmsConfig,
 }
 
 /// `[server]`
@@ -597,6 +599,7 @@ impl Config {
         self.slack.validate()?;
         self.links.validate()?;
         self.webhooks.validate()?;
+        self.sms.validate()?;
         notify::validate_twilio(&self.twilio)?;
         Ok(())
     }

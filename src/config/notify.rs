@@ -1,5 +1,5 @@
-//! Notification config: `[slack]`, `[links]`, `[webhooks]` and the REST half
-//! of `[twilio]` (key names from DESIGN.md §5). Parsing and range checks
+//! Notification config: `[slack]`, `[links]`, `[webhooks]`, `[sms]` and the
+//! REST half of `[twilio]` (key names from DESIGN.md §5). Parsing and range checks
 //! only; the secrets these features need are checked by
 //! [`crate::app::App::validate`].
 
@@ -100,8 +100,12 @@ pub struct RepConfig {
     pub name: String,
     /// Phone click-to-call rings first (E.164).
     pub phone: String,
-    /// Slack user id, so a button click maps to this rep.
+    /// Slack user id, so a button click maps to this rep; in-hours tier A
+    /// FYI cards of leads routed to this rep go to it as a direct message.
     pub slack_id: String,
+    /// Slack channel id for this rep's FYI cards instead of a direct
+    /// message (default empty).
+    pub slack_channel: String,
 }
 
 /// `[webhooks]`
@@ -120,6 +124,57 @@ impl Default for WebhooksConfig {
             post_call_url: String::new(),
             timeout_ms: 10_000,
         }
+    }
+}
+
+/// `[sms]`: texts through Twilio Messages, sent from `[twilio] sms_from`
+/// (empty: no SMS at all). Each text may use `{business}`; the booking
+/// confirmation also `{when}` (the start in the business time zone) and
+/// `{owner}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsConfig {
+    /// Sent to the caller when a booking is confirmed (empty: none).
+    pub booking_confirmation: String,
+    /// Sent to a caller whose call ended in voicemail or unanswered (empty: none).
+    pub missed_call_text: String,
+    /// Hours before one caller gets another missed-call text (default 24, 1–720).
+    pub cooldown_h: u32,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        SmsConfig {
+            booking_confirmation:
+                "{business}: you are booked for {when}. Reply STOP to opt out.".into(),
+            missed_call_text:
+                "Sorry we missed your call at {business}. We will call you back soon, or reply to this text.".into(),
+            cooldown_h: 24,
+        }
+    }
+}
+
+impl SmsConfig {
+    /// Range checks.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (k, v) in [
+            ("sms.booking_confirmation", &self.booking_confirmation),
+            ("sms.missed_call_text", &self.missed_call_text),
+        ] {
+            if v.chars().count() > 1600 {
+                return Err(ConfigError::invalid(
+                    k,
+                    "is longer than Twilio's 1600 characters",
+                ));
+            }
+        }
+        if !(1..=720).contains(&self.cooldown_h) {
+            return Err(ConfigError::invalid(
+                "sms.cooldown_h",
+                "out of range; allowed 1–720 hours",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -261,6 +316,8 @@ mod tests {
         assert_eq!(c.slack.escalate_after_min, 15);
         assert_eq!(c.slack.mode, super::SlackMode::Off);
         assert!(c.webhooks.post_call_url.is_empty());
+        assert_eq!(c.sms.cooldown_h, 24);
+        assert!(c.sms.missed_call_text.contains("{business}"));
     }
 
     #[test]
@@ -271,6 +328,7 @@ mod tests {
         assert!(e("[slack]\nmode = \"webhook\"\n").contains("slack.webhook_url"));
         assert!(e("[webhooks]\npost_call_url = \"ftp://x\"\n").contains("webhooks.post_call_url"));
         assert!(e("[[links.reps]]\nid = \"a b\"\n").contains("links.reps[0].id"));
+        assert!(e("[sms]\ncooldown_h = 0\n").contains("sms.cooldown_h"));
         let e2 = e("[links]\ncaller_id = \"07700900123\"\n");
         assert!(
             e2.contains("links.caller_id") && !e2.contains("7700900"),

@@ -96,6 +96,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/holds/{id}", delete(release_hold))
         .route("/api/holds/{id}/confirm", post(confirm_hold))
         .route("/api/bookings/{id}", delete(cancel_booking))
+        .route("/api/outbox", get(list_outbox))
 }
 
 /// An API error: a status and a short JSON body; details go to the log.
@@ -513,6 +514,47 @@ async fn list_leads(
     Ok(Json(json!({ "leads": leads })).into_response())
 }
 
+/// `GET /api/outbox?status=pending|delivered|failed&limit=`: deliveries
+/// (Slack, SMS, webhooks), newest first, with their attempts and last
+/// error. Payloads are left out: they carry phone numbers and texts.
+async fn list_outbox(
+    Authorised(s): Authorised,
+    q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    use crate::store::OutboxStatus;
+    let q = query_map(q)?;
+    only_params(&q, &["status", "limit"])?;
+    let status = match q.get("status").map(|v| v.trim().to_ascii_lowercase()) {
+        None => None,
+        Some(v) if v == "pending" => Some(OutboxStatus::Pending),
+        Some(v) if v == "delivered" => Some(OutboxStatus::Delivered),
+        Some(v) if v == "failed" => Some(OutboxStatus::Failed),
+        Some(_) => {
+            return Err(ApiError::field(
+                "status",
+                "must be pending, delivered or failed",
+            ))
+        }
+    };
+    let items = s.store.outbox_by_status(status, limit(&q)?).await?;
+    let items: Vec<_> = items
+        .into_iter()
+        .map(|i| {
+            json!({
+                "id": i.id,
+                "kind": i.kind,
+                "key": i.idempotency_key,
+                "status": i.status,
+                "attempts": i.attempts,
+                "next_attempt_at": i.next_attempt_at,
+                "last_error": i.last_error,
+                "created_at": i.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
 /// `GET /api/calls?since=&limit=`
 async fn list_calls(
     Authorised(s): Authorised,
@@ -691,6 +733,31 @@ async fn confirm_hold(
             booking
         }
     };
+    // The confirmation text to the attendee (through the outbox; off unless
+    // `[twilio] sms_from` is set). The booking stands whatever happens here.
+    if let (Some(n), Some(p)) = (&s.notify, &attendee.phone) {
+        let now = s.clock.now();
+        if let Err(e) = n
+            .enqueue_booking_sms(&booking.id, &booking.owner, booking.start, p.as_str(), now)
+            .await
+        {
+            tracing::error!(error = %e, booking = %booking.id, "booked, but the confirmation text was not queued");
+        }
+        if let Err(e) = n
+            .enqueue_booking_meeting(
+                &booking.id,
+                &booking.owner,
+                booking.start,
+                booking.end,
+                p.as_str(),
+                attendee.name.expose(),
+                now,
+            )
+            .await
+        {
+            tracing::error!(error = %e, booking = %booking.id, "booked, but the CRM meeting was not queued");
+        }
+    }
     Ok((StatusCode::CREATED, Json(booking)).into_response())
 }
 

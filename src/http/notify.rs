@@ -1,13 +1,15 @@
-//! Routes of the call-back flow: `GET /c/{token}` (the claim page),
-//! `POST /c/{token}/claim` (claim + click-to-call) and `POST
+//! Routes of the call-back flow: `GET /c/{token}` (the claim page, with a
+//! player when the lead's call has a recording), `GET /c/{token}/recording`
+//! (that recording, authorised by the same token), `POST /c/{token}/claim`
+//! (claim + click-to-call) and `POST
 //! /slack/interactions` (the card's Claim button, signature checked over the
 //! raw body). Pages are server-rendered HTML with every value escaped.
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -16,6 +18,7 @@ use serde_json::Value;
 
 use super::AppState;
 use crate::notify::dial::xml_escape as esc;
+use crate::notify::media::{recording_of, Recording};
 use crate::notify::signature::verify_slack;
 use crate::notify::{ClaimError, DialOutcome, Notify};
 use crate::store::{ClaimResult, LeadClaim, LeadRecord};
@@ -25,6 +28,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/c/{token}", get(claim_page))
         .route("/c/{token}/claim", post(claim))
+        .route("/c/{token}/recording", get(recording))
         .route("/slack/interactions", post(slack_interactions))
 }
 
@@ -121,6 +125,17 @@ async fn claim_page(State(s): State<AppState>, Path(token): Path<String>) -> Res
         Err(e) => return refused(&ClaimError::Store(e)),
     };
     let mut body = lead_html(&lead, &n);
+    let p = n.parts();
+    match recording_of(&p.store, &p.recording_dir, &lead).await {
+        Ok(Some(_)) => body.push_str(&format!(
+            "<p><strong>Recording</strong><br><audio controls preload=\"none\" src=\"/c/{}/recording\">\
+             Your browser cannot play it: <a href=\"/c/{}/recording\">download</a>.</audio></p>",
+            esc(&token),
+            esc(&token)
+        )),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot look up the lead's recording"),
+    }
     match claim {
         Some(c) => body.push_str(&claimed_html(&c, &n)),
         None => {
@@ -154,6 +169,56 @@ async fn claim_page(State(s): State<AppState>, Path(token): Path<String>) -> Res
         }
     }
     page(StatusCode::OK, "Call back", &body)
+}
+
+/// `GET /c/{token}/recording`: the lead's recording, for the page's player.
+async fn recording(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+    let Some((n, now)) = notify_of(&s) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let claims = match n.verify(&token, now) {
+        Ok(c) => c,
+        Err(_) => return StatusCode::FORBIDDEN.into_response(),
+    };
+    let p = n.parts();
+    let lead = match p.store.lead_by_id(&claims.lead_id).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Err(e) => return refused(&ClaimError::Store(e)),
+    };
+    let headers = |ct: &str| {
+        [
+            (header::CONTENT_TYPE, ct.to_string()),
+            (header::CACHE_CONTROL, "private, no-store".to_string()),
+        ]
+    };
+    match recording_of(&p.store, &p.recording_dir, &lead).await {
+        Ok(Some(Recording::File(path))) => match tokio::fs::read(&path).await {
+            Ok(bytes) => (headers("audio/ogg"), bytes).into_response(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the recording");
+                StatusCode::NOT_FOUND.into_response()
+            }
+        },
+        Ok(Some(Recording::Remote(url))) => {
+            let Some(resp) = (match &p.media {
+                Some(m) => m.fetch(&url).await,
+                None => None,
+            }) else {
+                return StatusCode::BAD_GATEWAY.into_response();
+            };
+            let ct = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| v.starts_with("audio/"))
+                .unwrap_or("audio/mpeg")
+                .to_string();
+            (headers(&ct), Body::from_stream(resp.bytes_stream())).into_response()
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => refused(&ClaimError::Store(e)),
+    }
 }
 
 async fn claim(State(s): State<AppState>, Path(token): Path<String>, body: Bytes) -> Response {

@@ -338,6 +338,21 @@ impl CallCtx {
     }
 }
 
+/// The call is over: queue its post-call webhook and, when it went
+/// unanswered, the missed-call text-back (both once per call; a storage
+/// failure is logged, never fatal to the webhook's answer).
+async fn finished(h: &Hook<'_>, sid: &str) {
+    let Some(n) = &h.services.notify else { return };
+    if let Err(e) = n.call_finished(sid, h.now).await {
+        warn!(error = %e, "cannot queue the finished call's deliveries");
+    }
+}
+
+/// Whether a plan ends the call.
+fn ends_call(p: &Plan) -> bool {
+    matches!(p.step, Step::Hangup | Step::Reject)
+}
+
 /// Raise an on-call alert: a tier C lead for the team (its `lead.created`
 /// outbox item is what notifies), and an `alert` entry in the call's log.
 async fn raise_alert(
@@ -432,6 +447,9 @@ async fn voice(
     if let Some(group) = &plan.alert_now {
         raise_alert(&h, &c, group, "call arrived", None).await;
     }
+    if ends_call(&plan) {
+        finished(&h, &sid).await;
+    }
     Ok(xml(c.render(&s, &h).plan(&plan)))
 }
 
@@ -481,6 +499,9 @@ async fn dial_complete(
         .await;
     }
     info!(call_sid = %sid, status = %status, why = %plan.why, "dial complete");
+    if ends_call(&plan) {
+        finished(&h, &sid).await;
+    }
     Ok(xml(c.render(&s, &h).plan(&plan)))
 }
 
@@ -519,6 +540,7 @@ async fn after_stream(
         )
         .await;
         info!(call_sid = %sid, "stream closed without hand-off");
+        finished(&h, &sid).await;
         return Ok(xml(twiml::hangup()));
     };
     let (target, _) = handoff_fields(&handoff.detail);
@@ -532,6 +554,9 @@ async fn after_stream(
     )
     .await;
     info!(call_sid = %sid, why = %plan.why, "warm transfer");
+    if ends_call(&plan) {
+        finished(&h, &sid).await;
+    }
     Ok(xml(c.render(&s, &h).plan(&plan)))
 }
 
@@ -671,6 +696,7 @@ async fn recording(
     );
     log_event(&h, Some(call), h.now, "voicemail", &detail).await;
     info!(call_sid = %sid, "voicemail stored");
+    finished(&h, &sid).await;
     Ok(xml(twiml::say_and_hang_up("Thank you. Goodbye.")))
 }
 
@@ -720,6 +746,9 @@ async fn status(
         .then_some(at);
         store.set_call_status(&call.id, st, ended).await?;
         log_event(&h, Some(&call), at, "call_status", st).await;
+        if ended.is_some() {
+            finished(&h, &parent).await;
+        }
     } else {
         log_event(&h, Some(&call), at, kind, &format!("{st}: {leg}")).await;
     }

@@ -67,6 +67,17 @@ fn local(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%a %d %b %H:%M %Z").to_string()
 }
 
+/// A lead card turned into the FYI an assigned rep gets for a tier A lead
+/// (a booking: nothing to chase, just to know).
+pub fn fyi(mut msg: SlackMessage, lead: &LeadRecord) -> SlackMessage {
+    msg.text = format!("FYI, booked for you: {}", msg.text);
+    if let Some(h) = msg.blocks.get_mut(0) {
+        *h = json!({"type": "header", "text": {"type": "plain_text",
+            "text": format!("FYI: tier {} lead for you", tier(lead))}});
+    }
+    msg
+}
+
 /// The lead card.
 pub fn lead_card(c: &CardLead<'_>) -> SlackMessage {
     let l = c.lead;

@@ -1,7 +1,8 @@
 //! Leads that get called back: Slack lead cards (in hours by tier, after
 //! hours to the overnight channel with a digest at opening), the escalation
 //! of unclaimed overnight tier B leads, signed call-back links with an atomic
-//! claim and click-to-call, and the signed post-call webhook.
+//! claim and click-to-call, the signed post-call webhook, and texts through
+//! Twilio Messages (the booking confirmation, the missed-call text-back).
 //!
 //! Everything outside-facing is delivered through the store's durable outbox
 //! by [`worker::Worker`]: items are leased (two nodes never send one item at
@@ -18,8 +19,10 @@ pub mod cards;
 pub mod dial;
 pub mod hours;
 pub mod links;
+pub mod media;
 pub mod signature;
 pub mod slack;
+pub mod sms;
 pub mod webhook;
 pub mod worker;
 
@@ -29,7 +32,7 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
 use crate::clock::{Clock, Sleeper};
-use crate::config::notify::{RepConfig, SlackConfig, SlackMode};
+use crate::config::notify::{RepConfig, SlackConfig, SlackMode, SmsConfig};
 use crate::pii::Secret;
 use crate::store::{ClaimResult, LeadRecord, Store, StoreError};
 
@@ -50,6 +53,16 @@ pub mod kind {
     pub const SLACK_ESCALATION: &str = "slack.escalation";
     /// The post-call webhook.
     pub const POST_CALL: &str = "webhook.post_call";
+    /// A booking confirmation text.
+    pub const SMS_BOOKING: &str = "sms.booking";
+    /// A missed-call text-back.
+    pub const SMS_MISSED_CALL: &str = "sms.missed_call";
+    /// The lead's note on its CRM contact (the contact upserted first).
+    pub const CRM_NOTE: &str = "crm.note";
+    /// The call-back task of a tier B or C lead, due by its tier's SLA.
+    pub const CRM_TASK: &str = "crm.task";
+    /// A booking as a meeting on the attendee's CRM contact.
+    pub const CRM_MEETING: &str = "crm.meeting";
     /// All of them.
     pub const ALL: &[&str] = &[
         LEAD_CREATED,
@@ -58,6 +71,11 @@ pub mod kind {
         SLACK_DIGEST,
         SLACK_ESCALATION,
         POST_CALL,
+        SMS_BOOKING,
+        SMS_MISSED_CALL,
+        CRM_NOTE,
+        CRM_TASK,
+        CRM_MEETING,
     ];
 }
 
@@ -90,6 +108,22 @@ pub struct NotifyParts {
     pub slack_signing: Option<Secret<String>>,
     /// The post-call webhook.
     pub webhook: Option<webhook::WebhookClient>,
+    /// Texts (`[twilio] sms_from` and Twilio credentials configured).
+    pub sms: Option<sms::TwilioSms>,
+    /// `[sms]`.
+    pub sms_cfg: SmsConfig,
+    /// `business.name`, for `{business}` in texts.
+    pub business_name: String,
+    /// The business's own numbers (its Twilio numbers, forwarding and team
+    /// phones, the SMS sender): never texted.
+    pub own_numbers: Vec<String>,
+    /// `[recording] dir`: the calls' own recordings, for the claim page's player.
+    pub recording_dir: std::path::PathBuf,
+    /// Fetches Twilio voicemail recordings (Twilio credentials configured).
+    pub media: Option<media::TwilioMedia>,
+    /// The remote CRM leads, tasks and meetings are synced to
+    /// (`crm.provider = "hubspot"`; `None`: the local CRM is the store).
+    pub crm: Option<Arc<dyn crate::crm::Crm>>,
 }
 
 /// The notifier: shared by the HTTP routes and the outbox worker. Cheap to
@@ -293,6 +327,165 @@ impl Notify {
             }
         }
     }
+}
+
+impl Notify {
+    /// A call is over (its final carrier status, its voicemail, the end of
+    /// its media stream when it was not handed to humans): queue its
+    /// post-call webhook once, and, when it ended in voicemail or
+    /// unanswered, the missed-call text-back (once per caller per
+    /// `sms.cooldown_h`). Safe to call more than once per call.
+    pub async fn call_finished(
+        &self,
+        call_sid: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let p = &self.inner;
+        if p.webhook.is_some() {
+            enqueue_call_finished(&p.store, call_sid, now).await?;
+        }
+        if p.sms.is_none() || p.sms_cfg.missed_call_text.trim().is_empty() {
+            return Ok(());
+        }
+        let Some(facts) = p.store.call_facts(call_sid, now).await? else {
+            return Ok(());
+        };
+        if !missed(&facts) {
+            return Ok(());
+        }
+        let Some(from) = facts
+            .from
+            .as_ref()
+            .filter(|f| sms::may_text(f.expose(), &p.own_numbers))
+        else {
+            return Ok(());
+        };
+        let body = sms::render(
+            &p.sms_cfg.missed_call_text,
+            &[("business", p.business_name.as_str())],
+        );
+        let payload = serde_json::json!({"to": from.expose(), "body": body, "call_sid": call_sid});
+        let cutoff = now - Duration::hours(i64::from(p.sms_cfg.cooldown_h));
+        let queued = p
+            .store
+            .enqueue_sms_with_cooldown(
+                from,
+                cutoff,
+                kind::SMS_MISSED_CALL,
+                &payload.to_string(),
+                &format!("sms.missed_call:{call_sid}"),
+                now,
+            )
+            .await?;
+        tracing::info!(call_sid, queued, "missed-call text-back");
+        Ok(())
+    }
+
+    /// Queue the booking confirmation text to the attendee's `phone` (once
+    /// per booking id). False when texts are off, the text is empty, or the
+    /// number may not be texted.
+    pub async fn enqueue_booking_sms(
+        &self,
+        booking_id: &str,
+        owner: &str,
+        start: DateTime<Utc>,
+        phone: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let p = &self.inner;
+        let template = p.sms_cfg.booking_confirmation.trim();
+        if p.sms.is_none() || template.is_empty() || !sms::may_text(phone, &p.own_numbers) {
+            return Ok(false);
+        }
+        let when = start
+            .with_timezone(&self.tz())
+            .format("%a %-d %b at %H:%M")
+            .to_string();
+        let body = sms::render(
+            template,
+            &[
+                ("business", p.business_name.as_str()),
+                ("when", when.as_str()),
+                ("owner", owner),
+            ],
+        );
+        let payload = serde_json::json!({"to": phone, "body": body, "booking_id": booking_id});
+        p.store
+            .enqueue_outbox(
+                kind::SMS_BOOKING,
+                &payload.to_string(),
+                &format!("sms.booking:{booking_id}"),
+                now,
+            )
+            .await
+    }
+}
+
+impl Notify {
+    /// Queue the booking as a meeting on the attendee's contact in the
+    /// remote CRM (once per booking id). False when no remote CRM is on.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enqueue_booking_meeting(
+        &self,
+        booking_id: &str,
+        owner: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        phone: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if self.inner.crm.is_none() {
+            return Ok(false);
+        }
+        let payload = serde_json::json!({
+            "booking_id": booking_id, "owner": owner, "phone": phone, "name": name,
+            "start_ms": start.timestamp_millis(), "end_ms": end.timestamp_millis(),
+        });
+        self.inner
+            .store
+            .enqueue_outbox(
+                kind::CRM_MEETING,
+                &payload.to_string(),
+                &format!("crm.meeting:{booking_id}"),
+                now,
+            )
+            .await
+    }
+}
+
+/// Queue the post-call webhook of the call `call_sid` (idempotent by call
+/// sid). The body is built from the store on the first delivery attempt and
+/// kept, so a lead or booking written just after the end is in it and every
+/// retry sends the same bytes.
+pub async fn enqueue_call_finished(
+    store: &Store,
+    call_sid: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let payload = serde_json::json!({"call_sid": call_sid, "finished_ms": now.timestamp_millis()});
+    store
+        .enqueue_outbox(
+            kind::POST_CALL,
+            &payload.to_string(),
+            &format!("webhook.post_call:{call_sid}"),
+            now,
+        )
+        .await
+}
+
+/// Whether a finished call went unanswered: a voicemail was left, or
+/// neither a human nor the AI took it (and it was not rejected).
+pub fn missed(facts: &crate::store::CallFacts) -> bool {
+    if facts.has("rejected") {
+        return false;
+    }
+    facts.voicemails > 0
+        || !(facts.has("answered")
+            || facts.has("screen_accepted")
+            || facts.has("ai")
+            || facts.caller_turns > 0
+            || facts.booking.is_some())
 }
 
 fn rep_of(r: &RepConfig) -> Rep {

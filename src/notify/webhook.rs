@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::pii::Secret;
+use crate::store::CallFacts;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -189,5 +190,125 @@ impl WebhookClient {
         } else {
             Err(WebhookError::Refused(s.to_string()))
         }
+    }
+}
+
+/// What the transfer legs of a call's activity log say: `(leg, result)` of
+/// the last dial outcome on a leg whose label starts with `leg`.
+fn dial_result(facts: &CallFacts, leg: &str) -> Option<&'static str> {
+    facts.events.iter().rev().find_map(|(_, kind, detail)| {
+        let rest = detail.strip_prefix(leg)?.strip_prefix(" leg: dial ")?;
+        match kind.as_str() {
+            "answered" => Some("answered"),
+            "no_answer" if rest.starts_with("busy") => Some("busy"),
+            "no_answer" if rest.starts_with("no-answer") => Some("no_answer"),
+            "no_answer" => Some("failed"),
+            _ => None,
+        }
+    })
+}
+
+/// The `transfer` of a call: the AI's hand-off to a human (target from the
+/// hand-off entry, result from the transfer leg's dial), else a routing ring
+/// a human answered.
+fn transfer_of(facts: &CallFacts) -> Option<PostCallTransfer> {
+    if let Some((_, _, detail)) = facts.last(crate::store::HANDOFF_KIND) {
+        let v: serde_json::Value = serde_json::from_str(detail).unwrap_or_default();
+        let target = v
+            .get("target")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if target != "hangup" && target != "voicemail" {
+            return Some(PostCallTransfer {
+                target: if target.is_empty() {
+                    "transfer_to".into()
+                } else {
+                    target
+                },
+                result: dial_result(facts, "transfer")
+                    .unwrap_or("failed")
+                    .to_string(),
+            });
+        }
+    }
+    for (leg, target) in [
+        ("number", "ring"),
+        ("assigned", "assigned"),
+        ("oncall", "oncall"),
+    ] {
+        if dial_result(facts, leg) == Some("answered") {
+            return Some(PostCallTransfer {
+                target: target.into(),
+                result: "answered".into(),
+            });
+        }
+    }
+    None
+}
+
+/// The body of the post-call webhook from what the store knows of a
+/// finished call; `finished_at` stands in for a missing end time (a routed
+/// call whose final status callback has not come).
+pub fn post_call_body(facts: &CallFacts, finished_at: DateTime<Utc>) -> PostCall {
+    let ended = facts.ended_at.unwrap_or(finished_at).max(facts.started_at);
+    let transfer = transfer_of(facts);
+    let handoff_summary = facts
+        .last(crate::store::HANDOFF_KIND)
+        .and_then(|(_, _, d)| serde_json::from_str::<serde_json::Value>(d).ok())
+        .and_then(|v| {
+            v.get("summary")
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+        })
+        .filter(|s| !s.trim().is_empty());
+    let summary = handoff_summary.or_else(|| {
+        facts
+            .lead
+            .as_ref()
+            .and_then(|l| l.notes.as_ref())
+            .map(|n| n.expose().chars().take(600).collect())
+    });
+    let human_answered = transfer.as_ref().is_some_and(|t| t.result == "answered");
+    let ai_handed_off = facts.has(crate::store::HANDOFF_KIND);
+    let outcome = if facts.booking.is_some() {
+        "booked"
+    } else if human_answered && ai_handed_off {
+        "transferred"
+    } else if facts.voicemails > 0 {
+        "voicemail"
+    } else if facts.lead.is_some() {
+        "lead_captured"
+    } else if human_answered || facts.caller_turns > 0 {
+        "answered"
+    } else {
+        "abandoned"
+    };
+    PostCall {
+        schema: SCHEMA.into(),
+        call: PostCallCall {
+            call_sid: facts.call_sid.clone(),
+            from: facts.from.as_ref().map(|p| p.expose().clone()),
+            to: facts.to.as_ref().map(|p| p.expose().clone()),
+            started_at: facts.started_at,
+            ended_at: Some(ended),
+            duration_s: Some((ended - facts.started_at).num_seconds()),
+        },
+        lead: facts.lead.as_ref().map(|l| PostCallLead {
+            id: l.id.clone(),
+            name: l.name.as_ref().map(|n| n.expose().clone()),
+            intent: l.intent.clone(),
+            tier: l.tier.clone(),
+        }),
+        outcome: outcome.into(),
+        booking: facts.booking.as_ref().map(|b| PostCallBooking {
+            id: b.id.clone(),
+            owner: b.owner_id.clone(),
+            start: b.start,
+            end: b.end,
+        }),
+        transfer,
+        summary,
     }
 }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cards::{self, CardLead, DigestEntry};
 use super::slack::SlackError;
+use super::sms::SmsError;
 use super::webhook::{PostCall, WebhookError};
 use super::{kind, Notify};
 use crate::store::{LeadFilter, LeadRecord, OutboxItem, Store, StoreError};
@@ -77,6 +78,44 @@ impl From<SlackError> for Failure {
     }
 }
 
+impl From<SmsError> for Failure {
+    fn from(e: SmsError) -> Self {
+        match e {
+            SmsError::Transient(m) => Failure::Transient(m),
+            SmsError::Refused { code, message } if code == super::sms::UNSUBSCRIBED => {
+                Failure::Permanent(format!("recipient opted out: {message}"))
+            }
+            SmsError::Refused { message, .. } => Failure::Permanent(message),
+        }
+    }
+}
+
+impl From<crate::crm::CrmError> for Failure {
+    fn from(e: crate::crm::CrmError) -> Self {
+        use crate::crm::CrmError as E;
+        match e {
+            E::RateLimited { retry_after, .. } => {
+                Failure::RateLimited(retry_after.unwrap_or(StdDuration::from_secs(10)))
+            }
+            // The category and status only: a provider message can quote
+            // what was sent.
+            E::Remote {
+                status,
+                category,
+                transient: true,
+                ..
+            } => Failure::Transient(format!("crm {category} {status:?}")),
+            E::Remote {
+                status, category, ..
+            } => Failure::Permanent(format!("crm {category} {status:?}")),
+            E::Store(s) => Failure::Transient(format!("storage: {s}")),
+            // Search lags behind writes: the contact may show up shortly.
+            E::ContactNotFound => Failure::Transient("crm contact not found".into()),
+            E::Invalid { field, .. } => Failure::Permanent(format!("crm invalid {field}")),
+        }
+    }
+}
+
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Failure::Transient(format!("storage: {e}"))
@@ -127,6 +166,65 @@ pub async fn enqueue_post_call(
         .await
 }
 
+/// The first opening after `t` (within the hours' look-back window).
+fn next_opening(h: &super::BusinessHours, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let mut o = h.last_opening(t + Duration::days(8))?;
+    if o <= t {
+        return None;
+    }
+    // Walk back opening by opening to the first one after `t` (at most a
+    // week and a day of openings).
+    for _ in 0..16 {
+        match h.opening_before(o) {
+            Some(prev) if prev > t => o = prev,
+            _ => return Some(o),
+        }
+    }
+    Some(o)
+}
+
+/// Upsert the contact with this phone in the CRM; its CRM id.
+async fn crm_contact(
+    crm: &dyn crate::crm::Crm,
+    phone: &str,
+    name: Option<&str>,
+    email: Option<crate::pii::Pii<String>>,
+    timezone: Option<String>,
+) -> Result<String, Failure> {
+    // Stored numbers are E.164 already, so the region is never used.
+    let e164 = crate::phone::normalise(phone, phonenumber::country::Id::GB)
+        .map_err(|_| Failure::Permanent("not an E.164 number".into()))?;
+    let c = crm
+        .upsert(&crate::crm::ContactInput {
+            phone: e164,
+            name: name.map(|n| crate::pii::Pii::new(n.to_string())),
+            email,
+            timezone,
+        })
+        .await?;
+    Ok(c.id)
+}
+
+/// The note a lead leaves on its CRM contact.
+fn crm_note(lead: &LeadRecord) -> String {
+    let mut s = format!(
+        "AI receptionist call: {}, tier {}.",
+        lead.intent
+            .as_deref()
+            .unwrap_or("unknown intent")
+            .replace('_', " "),
+        lead.tier.as_deref().unwrap_or("?")
+    );
+    if let Some(n) = &lead.notes {
+        s.push(' ');
+        s.push_str(n.expose());
+    }
+    if let Some(sid) = &lead.call_sid {
+        s.push_str(&format!(" (call {sid})"));
+    }
+    s
+}
+
 fn field<'a>(v: &'a Value, k: &str) -> Result<&'a str, Failure> {
     v.get(k)
         .and_then(Value::as_str)
@@ -164,6 +262,15 @@ impl Worker {
         }
         if p.webhook.is_some() {
             k.push(kind::POST_CALL);
+        }
+        if p.sms.is_some() {
+            k.extend([kind::SMS_BOOKING, kind::SMS_MISSED_CALL]);
+        }
+        if p.crm.is_some() {
+            if p.slack.is_none() {
+                k.push(kind::LEAD_CREATED);
+            }
+            k.extend([kind::CRM_NOTE, kind::CRM_TASK, kind::CRM_MEETING]);
         }
         k
     }
@@ -366,6 +473,60 @@ impl Worker {
         Ok(r?)
     }
 
+    /// Queue a lead's CRM writes: its note, and for tiers B and C the
+    /// call-back task (each idempotent by lead and purpose).
+    async fn queue_crm(&self, lead: &LeadRecord) -> Result<(), StoreError> {
+        let p = self.notify.parts();
+        let payload = json!({"lead_id": lead.id}).to_string();
+        let now = p.clock.now();
+        p.store
+            .enqueue_outbox(
+                kind::CRM_NOTE,
+                &payload,
+                &format!("crm.note:{}", lead.id),
+                now,
+            )
+            .await?;
+        if matches!(lead.tier.as_deref(), Some("B") | Some("C")) {
+            p.store
+                .enqueue_outbox(
+                    kind::CRM_TASK,
+                    &payload,
+                    &format!("crm.task:{}", lead.id),
+                    now,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// When a lead's call-back is due (seed 003): tier B within 5 minutes,
+    /// tier C within 2 hours, counted from the call in hours or from the
+    /// next opening after hours.
+    fn callback_due(&self, lead: &LeadRecord) -> DateTime<Utc> {
+        let h = &self.notify.parts().hours;
+        let from = if h.is_open(lead.created_at) {
+            lead.created_at
+        } else {
+            next_opening(h, lead.created_at).unwrap_or(lead.created_at)
+        };
+        let sla = match lead.tier.as_deref() {
+            Some("B") => Duration::minutes(5),
+            _ => Duration::hours(2),
+        };
+        from + sla
+    }
+
+    /// Where a tier A lead's FYI goes: the channel of the rep it is routed
+    /// to, else a direct message to their Slack user.
+    fn rep_channel(&self, lead: &LeadRecord) -> Option<&str> {
+        let owner = lead.routing_owner.as_deref()?;
+        let r = self.notify.reps().iter().find(|r| r.id == owner)?;
+        [r.slack_channel.as_str(), r.slack_id.as_str()]
+            .into_iter()
+            .find(|c| !c.is_empty())
+    }
+
     fn card_for(
         &self,
         lead: &LeadRecord,
@@ -396,18 +557,30 @@ impl Worker {
                 let Some(lead) = p.store.lead_by_id(lead_id).await? else {
                     return Err(Failure::Permanent("lead not found".into()));
                 };
+                if p.crm.is_some() {
+                    self.queue_crm(&lead).await?;
+                }
+                if p.slack.is_none() {
+                    return Ok(());
+                }
                 let after_hours = !p.hours.is_open(lead.created_at);
                 let tier_b = lead.tier.as_deref() == Some("B");
                 let ch = &p.slack_cfg.channels;
+                let fyi_to = (!after_hours && lead.tier.as_deref() == Some("A"))
+                    .then(|| self.rep_channel(&lead))
+                    .flatten();
                 let (channel, priority) = if after_hours {
                     (ch.overnight.as_str(), false)
+                } else if let Some(c) = fyi_to {
+                    (c, false)
                 } else if tier_b {
                     (ch.sdr.as_str(), true)
                 } else {
                     (ch.leads.as_str(), false)
                 };
                 let card = json!({"lead_id": lead.id, "channel": channel,
-                                  "after_hours": after_hours, "priority": priority});
+                                  "after_hours": after_hours, "priority": priority,
+                                  "fyi": fyi_to.is_some()});
                 p.store
                     .enqueue_outbox(
                         kind::SLACK_CARD,
@@ -432,7 +605,11 @@ impl Worker {
                 let Some(lead) = p.store.lead_by_id(lead_id).await? else {
                     return Err(Failure::Permanent("lead not found".into()));
                 };
-                let msg = self.card_for(&lead, priority, after_hours);
+                let fyi = payload.get("fyi").and_then(Value::as_bool).unwrap_or(false);
+                let mut msg = self.card_for(&lead, priority, after_hours);
+                if fyi {
+                    msg = cards::fyi(msg, &lead);
+                }
                 let posted = self.post(channel, &msg).await?;
                 p.store
                     .record_card(
@@ -524,11 +701,108 @@ impl Worker {
                     .webhook
                     .as_ref()
                     .ok_or_else(|| Failure::Permanent("webhooks.post_call_url is empty".into()))?;
-                match hook.post(&item.payload, p.clock.now()).await {
+                let body = if payload.get("schema").is_some() {
+                    item.payload.clone()
+                } else {
+                    // Queued as a reference to the finished call: build the
+                    // body now and keep it, so retries send the same bytes.
+                    let sid = field(&payload, "call_sid")?;
+                    let finished = payload
+                        .get("finished_ms")
+                        .and_then(Value::as_i64)
+                        .and_then(|ms| chrono::TimeZone::timestamp_millis_opt(&Utc, ms).single())
+                        .unwrap_or_else(|| p.clock.now());
+                    let Some(facts) = p.store.call_facts(sid, p.clock.now()).await? else {
+                        return Err(Failure::Permanent("call not found".into()));
+                    };
+                    let body =
+                        serde_json::to_string(&super::webhook::post_call_body(&facts, finished))
+                            .map_err(|e| {
+                                Failure::Permanent(format!("cannot encode the body: {e}"))
+                            })?;
+                    p.store.outbox_set_payload(&item.id, &body).await?;
+                    body
+                };
+                match hook.post(&body, p.clock.now()).await {
                     Ok(()) => Ok(()),
                     Err(WebhookError::Transient(e)) => Err(Failure::Transient(e)),
                     Err(WebhookError::Refused(e)) => Err(Failure::Permanent(e)),
                 }
+            }
+            kind::SMS_BOOKING | kind::SMS_MISSED_CALL => {
+                let sms = p
+                    .sms
+                    .as_ref()
+                    .ok_or_else(|| Failure::Permanent("SMS is not configured".into()))?;
+                let to = crate::pii::Pii::new(field(&payload, "to")?.to_string());
+                let body = field(&payload, "body")?;
+                sms.send(&to, body).await?;
+                Ok(())
+            }
+            kind::CRM_NOTE | kind::CRM_TASK => {
+                let crm = p
+                    .crm
+                    .as_ref()
+                    .ok_or_else(|| Failure::Permanent("no remote CRM".into()))?;
+                let lead_id = field(&payload, "lead_id")?;
+                let Some(lead) = p.store.lead_by_id(lead_id).await? else {
+                    return Err(Failure::Permanent("lead not found".into()));
+                };
+                let contact = crm_contact(
+                    crm.as_ref(),
+                    lead.phone.expose(),
+                    lead.name.as_ref().map(|n| n.expose().as_str()),
+                    lead.email.clone(),
+                    lead.timezone.clone(),
+                )
+                .await?;
+                if item.kind == kind::CRM_NOTE {
+                    let note = crm_note(&lead);
+                    crm.add_note(&contact, &crate::pii::Pii::new(note), lead.created_at)
+                        .await?;
+                } else {
+                    let task = crate::crm::Task {
+                        subject: format!(
+                            "Call back {} (tier {})",
+                            lead.name
+                                .as_ref()
+                                .map(|n| n.expose().as_str())
+                                .unwrap_or("the caller"),
+                            lead.tier.as_deref().unwrap_or("?")
+                        ),
+                        body: lead.notes.clone(),
+                        due: self.callback_due(&lead),
+                    };
+                    crm.add_task(&contact, &task).await?;
+                }
+                Ok(())
+            }
+            kind::CRM_MEETING => {
+                let crm = p
+                    .crm
+                    .as_ref()
+                    .ok_or_else(|| Failure::Permanent("no remote CRM".into()))?;
+                let at = |k: &str| {
+                    payload
+                        .get(k)
+                        .and_then(Value::as_i64)
+                        .and_then(|ms| chrono::TimeZone::timestamp_millis_opt(&Utc, ms).single())
+                        .ok_or_else(|| Failure::Permanent(format!("payload has no `{k}`")))
+                };
+                let name = payload.get("name").and_then(Value::as_str);
+                let contact =
+                    crm_contact(crm.as_ref(), field(&payload, "phone")?, name, None, None).await?;
+                let meeting = crate::crm::Meeting {
+                    title: format!("Meeting with {}", name.unwrap_or("a caller")),
+                    body: Some(crate::pii::Pii::new(format!(
+                        "Booked by the AI receptionist with {}.",
+                        field(&payload, "owner")?
+                    ))),
+                    start: at("start_ms")?,
+                    end: at("end_ms")?,
+                };
+                crm.add_meeting(&contact, &meeting).await?;
+                Ok(())
             }
             other => Err(Failure::Permanent(format!("unknown kind {other}"))),
         }

@@ -43,6 +43,8 @@ pub struct OutboxItem {
     pub status: OutboxStatus,
     /// The last delivery error.
     pub last_error: Option<String>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -55,6 +57,7 @@ struct OutboxRow {
     next_attempt_ms: i64,
     status: String,
     last_error: Option<String>,
+    created_ms: i64,
 }
 
 impl OutboxRow {
@@ -72,6 +75,7 @@ impl OutboxRow {
         };
         Ok(OutboxItem {
             next_attempt_at: from_ms(self.next_attempt_ms, "outbox", "next_attempt_ms")?,
+            created_at: from_ms(self.created_ms, "outbox", "created_ms")?,
             id: self.id,
             kind: self.kind,
             payload: self.payload,
@@ -84,7 +88,7 @@ impl OutboxRow {
 }
 
 const COLUMNS: &str =
-    "id, kind, payload, idempotency_key, attempts, next_attempt_ms, status, last_error";
+    "id, kind, payload, idempotency_key, attempts, next_attempt_ms, status, last_error, created_ms";
 
 impl Store {
     /// Queue an item. Returns false when an item with this idempotency key
@@ -235,6 +239,46 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM outbox WHERE kind = $1 ORDER BY created_ms, id");
         let rows: Vec<OutboxRow> = on_pool!(self, |p| sqlx::query_as(&sql)
             .bind(kind)
+            .fetch_all(p)
+            .await?);
+        rows.into_iter().map(OutboxRow::into_item).collect()
+    }
+
+    /// Replace a leased item's payload (an item queued as a reference, such
+    /// as a finished call's sid, is frozen into the body it sends on its
+    /// first attempt, so every retry sends the same bytes).
+    pub async fn outbox_set_payload(&self, id: &str, payload: &str) -> Result<(), StoreError> {
+        on_pool!(self, |p| {
+            sqlx::query("UPDATE outbox SET payload = $2 WHERE id = $1")
+                .bind(id)
+                .bind(payload)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// Items in `status` (every status when `None`), newest first, at most
+    /// `limit`: what operators look at when a delivery finally failed.
+    pub async fn outbox_by_status(
+        &self,
+        status: Option<OutboxStatus>,
+        limit: i64,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM outbox \
+             WHERE (CAST($1 AS TEXT) IS NULL OR status = CAST($1 AS TEXT)) \
+             ORDER BY created_ms DESC, id LIMIT $2"
+        );
+        let status = status.map(|s| match s {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Delivered => "delivered",
+            OutboxStatus::Failed => "failed",
+        });
+        let rows: Vec<OutboxRow> = on_pool!(self, |p| sqlx::query_as(&sql)
+            .bind(status)
+            .bind(limit.max(0))
             .fetch_all(p)
             .await?);
         rows.into_iter().map(OutboxRow::into_item).collect()
