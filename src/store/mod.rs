@@ -62,6 +62,7 @@ macro_rules! in_tx {
 }
 
 mod claims;
+mod dashboard;
 mod outbox;
 mod records;
 mod routing;
@@ -69,6 +70,7 @@ mod sessions;
 mod slots;
 
 pub use claims::{ClaimResult, LeadCard, LeadClaim};
+pub use dashboard::{CallBucket, LeadFact, BUCKET_MS};
 pub use outbox::{OutboxItem, OutboxStatus};
 pub use records::{
     ActivityRecord, CallEventRecord, CallRecord, ContactRecord, IngestOutcome, LeadFilter,
