@@ -174,7 +174,7 @@ async fn seed(store: &Store) {
             }
             Took::Voicemail => {
                 store
-                    .add_voicemail(Some(&id), None, "https://example.com/r.mp3", Some(30_000), None, end)
+                    .add_voicemail(Some(id.as_str()), None, "https://example.com/r.mp3", Some(30_000), None, end)
                     .await
                     .unwrap();
             }
@@ -328,7 +328,7 @@ async fn clock_free_window(base: &str, http: &reqwest::Client) {
     assert_eq!(v["overall"]["answer_rate"]["den"], 12);
 }
 
-on_both_databases!(numbers_match, numbers_match_the_hand_count);
+on_both_databases!(numbers_match, super::numbers_match_the_hand_count);
 
 /// An empty store: every number is "—".
 #[tokio::test]
