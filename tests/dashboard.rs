@@ -168,20 +168,37 @@ async fn seed(store: &Store) {
                 .unwrap(),
             Took::Human => {
                 store
-                    .add_call_event(&id, start + Duration::seconds(8), "answered", "number leg: dial completed")
+                    .add_call_event(
+                        &id,
+                        start + Duration::seconds(8),
+                        "answered",
+                        "number leg: dial completed",
+                    )
                     .await
                     .unwrap();
             }
             Took::Voicemail => {
                 store
-                    .add_voicemail(Some(id.as_str()), None, "https://example.com/r.mp3", Some(30_000), None, end)
+                    .add_voicemail(
+                        Some(id.as_str()),
+                        None,
+                        "https://example.com/r.mp3",
+                        Some(30_000),
+                        None,
+                        end,
+                    )
                     .await
                     .unwrap();
             }
         }
         if s.booked {
             store
-                .add_call_event(&id, start + Duration::minutes(3), "tool_finished", "confirm_booking ok")
+                .add_call_event(
+                    &id,
+                    start + Duration::minutes(3),
+                    "tool_finished",
+                    "confirm_booking ok",
+                )
                 .await
                 .unwrap();
         }
@@ -191,7 +208,10 @@ async fn seed(store: &Store) {
                 .await
                 .unwrap();
         }
-        store.end_call(&id, "completed", "carrier_stop", end).await.unwrap();
+        store
+            .end_call(&id, "completed", "carrier_stop", end)
+            .await
+            .unwrap();
         let Some((tier, name)) = s.lead else { continue };
         let lead = store
             .ingest_lead(
@@ -203,7 +223,14 @@ async fn seed(store: &Store) {
                         timezone: None,
                     },
                     call_sid: Some(s.sid.into()),
-                    intent: Some(if s.took == Took::Voicemail { "voicemail" } else { "new_enquiry" }.into()),
+                    intent: Some(
+                        if s.took == Took::Voicemail {
+                            "voicemail"
+                        } else {
+                            "new_enquiry"
+                        }
+                        .into(),
+                    ),
                     tier: Some(tier.into()),
                     source: Some("inbound_call".into()),
                     transcript_id: None,
@@ -254,18 +281,44 @@ async fn numbers_match_the_hand_count(db: TestDb) {
             .bearer_auth(common::TOKEN)
             .send()
     };
-    let v: Value = get("/dashboard/data.json").await.unwrap().json().await.unwrap();
+    let v: Value = get("/dashboard/data.json")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["days"], 7);
     assert_eq!(v["timezone"], "Europe/London");
     let o = &v["overall"];
-    assert_eq!((o["answer_rate"]["num"].as_u64(), o["answer_rate"]["den"].as_u64()), (Some(10), Some(11)), "{o}");
-    assert_eq!((o["booking_rate"]["num"].as_u64(), o["booking_rate"]["den"].as_u64()), (Some(2), Some(10)));
+    assert_eq!(
+        (
+            o["answer_rate"]["num"].as_u64(),
+            o["answer_rate"]["den"].as_u64()
+        ),
+        (Some(10), Some(11)),
+        "{o}"
+    );
+    assert_eq!(
+        (
+            o["booking_rate"]["num"].as_u64(),
+            o["booking_rate"]["den"].as_u64()
+        ),
+        (Some(2), Some(10))
+    );
     assert!(close(&o["booking_rate"]["value"], 0.2));
     assert!(close(&o["median_first_contact_h"]["value"], 0.25), "{o}");
     assert_eq!(o["median_first_contact_h"]["contacted"], 3);
     assert_eq!(o["median_first_contact_h"]["of"], 4);
     let night = &o["overnight_claim_rate"];
-    assert_eq!((night["num"].as_u64(), night["den"].as_u64(), night["pending"].as_u64()), (Some(1), Some(2), Some(1)), "{night}");
+    assert_eq!(
+        (
+            night["num"].as_u64(),
+            night["den"].as_u64(),
+            night["pending"].as_u64()
+        ),
+        (Some(1), Some(2), Some(1)),
+        "{night}"
+    );
     // By hour of day (London).
     let h = |n: usize| &v["by_hour"][n];
     assert_eq!(v["by_hour"].as_array().map(Vec::len), Some(24));
@@ -283,16 +336,36 @@ async fn numbers_match_the_hand_count(db: TestDb) {
     let recent = v["recent_leads"].as_array().unwrap();
     assert_eq!(recent.len(), 10, "C10 is outside the window");
     assert_eq!(recent[0]["name"], "Gus Early");
-    let c2 = recent.iter().find(|l| l["tier"] == "B" && l["claimed_by"] == "Alex Smith" && !l["dialed_at"].is_null() && l["after_hours"] == false).unwrap();
+    let c2 = recent
+        .iter()
+        .find(|l| {
+            l["tier"] == "B"
+                && l["claimed_by"] == "Alex Smith"
+                && !l["dialed_at"].is_null()
+                && l["after_hours"] == false
+        })
+        .unwrap();
     assert_eq!(c2["dialed_at"], "2026-12-08T10:41:00Z");
-    assert!(recent.iter().all(|l| l["phone"].as_str().unwrap().starts_with("+…")));
-    let outcomes: Vec<&str> = recent.iter().map(|l| l["outcome"].as_str().unwrap()).collect();
-    assert!(outcomes.contains(&"voicemail") && outcomes.contains(&"transferred") && outcomes.contains(&"booked"));
+    assert!(recent
+        .iter()
+        .all(|l| l["phone"].as_str().unwrap().starts_with("+…")));
+    let outcomes: Vec<&str> = recent
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap())
+        .collect();
+    assert!(
+        outcomes.contains(&"voicemail")
+            && outcomes.contains(&"transferred")
+            && outcomes.contains(&"booked")
+    );
 
     // The page says the same.
     let page = get("/dashboard").await.unwrap();
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(csp.contains("default-src 'none'"), "{csp}");
     let html = page.text().await.unwrap();
     for (metric, shown) in [
@@ -301,7 +374,10 @@ async fn numbers_match_the_hand_count(db: TestDb) {
         ("median_first_contact_h", "0.25 h"),
         ("overnight_claim_rate", "50%"),
     ] {
-        assert!(html.contains(&format!("data-metric=\"{metric}\">{shown}<")), "{metric} {shown}");
+        assert!(
+            html.contains(&format!("data-metric=\"{metric}\">{shown}<")),
+            "{metric} {shown}"
+        );
     }
     assert!(html.contains("3 of 4 leads contacted"));
     assert!(html.contains("1 of 2 leads · 1 pending"));
@@ -345,7 +421,12 @@ async fn empty_store_reads_as_dashes() {
         .await
         .unwrap();
     assert!(!html.contains("NaN"));
-    for m in ["answer_rate", "booking_rate", "median_first_contact_h", "overnight_claim_rate"] {
+    for m in [
+        "answer_rate",
+        "booking_rate",
+        "median_first_contact_h",
+        "overnight_claim_rate",
+    ] {
         assert!(html.contains(&format!("data-metric=\"{m}\">—<")), "{m}");
     }
     assert!(html.contains("No leads in this window"));
@@ -372,17 +453,46 @@ async fn sign_in_with_the_form_cookie_and_bearer() {
     let r = http.get(url("/dashboard")).send().await.unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/dashboard/login");
-    let form = http.get(url("/dashboard/login")).send().await.unwrap().text().await.unwrap();
+    let form = http
+        .get(url("/dashboard/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(form.contains("name=\"token\"") && form.contains("type=\"password\""));
-    assert_eq!(http.get(url("/dashboard/data.json")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        http.get(url("/dashboard/data.json"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 
-    let wrong = http.post(url("/dashboard/login")).form(&[("token", "nope")]).send().await.unwrap();
+    let wrong = http
+        .post(url("/dashboard/login"))
+        .form(&[("token", "nope")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
     assert!(set_cookie(&wrong).is_empty());
-    let empty = http.post(url("/dashboard/login")).body("").send().await.unwrap();
+    let empty = http
+        .post(url("/dashboard/login"))
+        .body("")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(empty.status(), 401);
 
-    let ok = http.post(url("/dashboard/login")).form(&[("token", common::TOKEN)]).send().await.unwrap();
+    let ok = http
+        .post(url("/dashboard/login"))
+        .form(&[("token", common::TOKEN)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 303);
     assert_eq!(ok.headers()["location"], "/dashboard");
     let cookie = set_cookie(&ok);
@@ -390,31 +500,72 @@ async fn sign_in_with_the_form_cookie_and_bearer() {
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
     assert!(cookie.contains("Path=/dashboard"), "{cookie}");
     assert!(cookie.contains("Max-Age=43200"), "{cookie}");
-    assert!(!cookie.contains(common::TOKEN), "the cookie is not the token");
+    assert!(
+        !cookie.contains(common::TOKEN),
+        "the cookie is not the token"
+    );
     let pair = cookie.split(';').next().unwrap().to_string();
 
-    let page = http.get(url("/dashboard")).header("cookie", &pair).send().await.unwrap();
+    let page = http
+        .get(url("/dashboard"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
-    let json = http.get(url("/dashboard/data.json")).header("cookie", &pair).send().await.unwrap();
+    let json = http
+        .get(url("/dashboard/data.json"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(json.status(), 200);
     // A tampered cookie is no session.
-    let tampered = format!("{}0", pair.trim_end_matches(|c: char| c.is_ascii_hexdigit()));
-    let r = http.get(url("/dashboard")).header("cookie", tampered).send().await.unwrap();
+    let tampered = format!(
+        "{}0",
+        pair.trim_end_matches(|c: char| c.is_ascii_hexdigit())
+    );
+    let r = http
+        .get(url("/dashboard"))
+        .header("cookie", tampered)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
 
     // Bearer works; a wrong bearer is 401, not a redirect.
-    let r = http.get(url("/dashboard")).bearer_auth(common::TOKEN).send().await.unwrap();
+    let r = http
+        .get(url("/dashboard"))
+        .bearer_auth(common::TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = http.get(url("/dashboard")).bearer_auth("wrong").send().await.unwrap();
+    let r = http
+        .get(url("/dashboard"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     // Twelve hours later the session is over.
     clock.advance(Duration::hours(12));
-    let r = http.get(url("/dashboard")).header("cookie", &pair).send().await.unwrap();
+    let r = http
+        .get(url("/dashboard"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
 
     // Logout deletes the cookie.
-    let out = http.post(url("/dashboard/logout")).header("cookie", &pair).send().await.unwrap();
+    let out = http
+        .post(url("/dashboard/logout"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.status(), 303);
     assert!(set_cookie(&out).contains("Max-Age=0"));
 }
@@ -426,15 +577,43 @@ async fn no_token_locks_the_dashboard() {
     let app = common::serve(common::config(), &db.url, clock(), None).await;
     let http = client();
     let url = |p: &str| format!("{}{p}", app.base);
-    assert_eq!(http.get(url("/dashboard")).send().await.unwrap().status(), 303);
-    let form = http.get(url("/dashboard/login")).send().await.unwrap().text().await.unwrap();
-    assert!(form.contains("FRONTDESK_API_TOKEN") && !form.contains("<form"), "{form}");
-    let r = http.post(url("/dashboard/login")).form(&[("token", "")]).send().await.unwrap();
+    assert_eq!(
+        http.get(url("/dashboard")).send().await.unwrap().status(),
+        303
+    );
+    let form = http
+        .get(url("/dashboard/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        form.contains("FRONTDESK_API_TOKEN") && !form.contains("<form"),
+        "{form}"
+    );
+    let r = http
+        .post(url("/dashboard/login"))
+        .form(&[("token", "")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert!(set_cookie(&r).is_empty());
-    let r = http.get(url("/dashboard")).bearer_auth("anything").send().await.unwrap();
+    let r = http
+        .get(url("/dashboard"))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = http.get(url("/dashboard/data.json")).bearer_auth("").send().await.unwrap();
+    let r = http
+        .get(url("/dashboard/data.json"))
+        .bearer_auth("")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -442,7 +621,8 @@ async fn no_token_locks_the_dashboard() {
 // Headless Chromium over the DevTools protocol
 // ---------------------------------------------------------------------------
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A headless Chromium driven over its DevTools WebSocket.
 struct Browser {
@@ -575,7 +755,11 @@ impl Browser {
     /// Wait for the page's next `load` event (after `self.events` was cleared).
     async fn loaded(&mut self) {
         loop {
-            if self.events.iter().any(|e| e["method"] == "Page.loadEventFired") {
+            if self
+                .events
+                .iter()
+                .any(|e| e["method"] == "Page.loadEventFired")
+            {
                 self.events.clear();
                 return;
             }
@@ -585,14 +769,18 @@ impl Browser {
                 .expect("devtools socket open")
                 .unwrap();
             if let Message::Text(text) = m {
-                self.events.push(serde_json::from_str(text.as_str()).unwrap());
+                self.events
+                    .push(serde_json::from_str(text.as_str()).unwrap());
             }
         }
     }
 
     async fn eval(&mut self, js: &str) -> Value {
         let r = self
-            .call("Runtime.evaluate", json!({"expression": js, "returnByValue": true}))
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": js, "returnByValue": true}),
+            )
             .await;
         r["result"]["value"].clone()
     }
@@ -624,8 +812,16 @@ async fn headless_chromium_signs_in_and_sees_the_store_numbers() {
     .await;
     b.loaded().await;
     assert_eq!(b.eval("location.pathname").await, "/dashboard");
-    assert_eq!(b.eval("document.cookie").await, "", "the session cookie is HttpOnly");
-    assert_eq!(b.eval("document.scripts.length").await, 0, "no script, names escaped");
+    assert_eq!(
+        b.eval("document.cookie").await,
+        "",
+        "the session cookie is HttpOnly"
+    );
+    assert_eq!(
+        b.eval("document.scripts.length").await,
+        0,
+        "no script, names escaped"
+    );
 
     let shown = b
         .eval("JSON.stringify(Object.fromEntries([...document.querySelectorAll('[data-metric]')].map(e => [e.dataset.metric, e.textContent])))")
@@ -640,8 +836,21 @@ async fn headless_chromium_signs_in_and_sees_the_store_numbers() {
         .eval("JSON.stringify([...document.querySelectorAll('svg[data-chart=answer_rate] rect.bar')].map(r => [Number(r.dataset.hour), Number(r.dataset.value)]))")
         .await;
     let bars: Vec<(u32, f64)> = serde_json::from_str(bars.as_str().unwrap()).unwrap();
-    assert_eq!(bars, vec![(2, 1.0), (7, 1.0), (10, 1.0), (11, 1.0), (14, 0.5), (15, 1.0), (23, 1.0)]);
-    let charts = b.eval("document.querySelectorAll('svg[data-chart] rect').length").await;
+    assert_eq!(
+        bars,
+        vec![
+            (2, 1.0),
+            (7, 1.0),
+            (10, 1.0),
+            (11, 1.0),
+            (14, 0.5),
+            (15, 1.0),
+            (23, 1.0)
+        ]
+    );
+    let charts = b
+        .eval("document.querySelectorAll('svg[data-chart] rect').length")
+        .await;
     assert_eq!(charts, 4 * 24, "every chart has a mark for each hour");
     // It is laid out: four cards side by side on a 1280 px window.
     let tops = b
@@ -649,13 +858,23 @@ async fn headless_chromium_signs_in_and_sees_the_store_numbers() {
         .await;
     let tops: Vec<i64> = serde_json::from_str(tops.as_str().unwrap()).unwrap();
     assert_eq!(tops.len(), 4);
-    assert!(tops.iter().all(|t| *t == tops[0]), "cards on one row: {tops:?}");
-    let rows = b.eval("document.querySelectorAll('[data-table=recent_leads] tr[data-lead]').length").await;
+    assert!(
+        tops.iter().all(|t| *t == tops[0]),
+        "cards on one row: {tops:?}"
+    );
+    let rows = b
+        .eval("document.querySelectorAll('[data-table=recent_leads] tr[data-lead]').length")
+        .await;
     assert_eq!(rows, 10);
     let text = b.eval("document.body.innerText").await;
-    assert!(text.as_str().unwrap().contains("Ann <script>alert(1)</script> O'Neil"));
+    assert!(text
+        .as_str()
+        .unwrap()
+        .contains("Ann <script>alert(1)</script> O'Neil"));
 
-    let shot = b.call("Page.captureScreenshot", json!({"format": "png"})).await;
+    let shot = b
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
     let png = base64::engine::general_purpose::STANDARD
         .decode(shot["data"].as_str().unwrap())
         .unwrap();

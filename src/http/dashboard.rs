@@ -280,7 +280,7 @@ impl Ratio {
         (self.den > 0).then(|| self.num as f64 / self.den as f64)
     }
 
-    fn add(&mut self, hit: bool) {
+    fn count(&mut self, hit: bool) {
         self.den += 1;
         self.num += u64::from(hit);
     }
@@ -478,7 +478,7 @@ pub fn report(
                 .is_some_and(|t| t <= deadline);
             for n in [&mut overall, &mut by_hour[h]] {
                 if taken || now >= deadline {
-                    n.overnight.add(taken);
+                    n.overnight.count(taken);
                 } else {
                     n.overnight_pending += 1;
                 }
@@ -617,7 +617,10 @@ fn hardened(mut r: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     r
 }
 
@@ -1107,9 +1110,7 @@ fn opt_time(t: Option<DateTime<Utc>>, tz: Tz) -> String {
 }
 
 fn leads_table(r: &Report) -> String {
-    let mut s = String::from(
-        "<section class=\"leads\"><h2>Recent leads</h2>",
-    );
+    let mut s = String::from("<section class=\"leads\"><h2>Recent leads</h2>");
     if r.recent.is_empty() {
         s.push_str("<p class=\"muted\">No leads in this window.</p></section>");
         return s;
@@ -1121,7 +1122,9 @@ fn leads_table(r: &Report) -> String {
     for l in &r.recent {
         let claimed_by = match (&l.claimed_by, l.tier.as_deref()) {
             (Some(rep), _) => esc(rep),
-            (None, Some("B" | "C")) => "<span class=\"waiting\">waiting</span>".into(),
+            (None, Some("B" | "C")) if l.outcome != "transferred" => {
+                "<span class=\"waiting\">waiting</span>".into()
+            }
             (None, _) => "—".into(),
         };
         let when = format!(
@@ -1268,14 +1271,20 @@ mod tests {
             morning_deadline(&h, at("2026-07-01T22:00:00Z")),
             Some(at("2026-07-02T09:00:00Z"))
         );
-        let closed =
-            BusinessHours::new("h", chrono_tz::UTC, &WeekHours::default(), &[]).unwrap();
+        let closed = BusinessHours::new("h", chrono_tz::UTC, &WeekHours::default(), &[]).unwrap();
         assert_eq!(morning_deadline(&closed, at("2026-12-01T23:00:00Z")), None);
     }
 
     #[test]
     fn empty_window_reads_as_dashes_not_nan() {
-        let r = report(&[], &[], chrono_tz::Europe::London, Some(&london()), 7, at("2026-12-08T12:00:00Z"));
+        let r = report(
+            &[],
+            &[],
+            chrono_tz::Europe::London,
+            Some(&london()),
+            7,
+            at("2026-12-08T12:00:00Z"),
+        );
         assert_eq!(r.overall.answer.value(), None);
         assert_eq!(r.overall.median_contact_h(), None);
         let html = render(&r);
@@ -1332,7 +1341,14 @@ mod tests {
         let g = lead("B", "2026-12-03T06:00:00Z");
         let now = at("2026-12-03T08:00:00Z");
         let leads = [g, f, e, d, c, b, a];
-        let r = report(&calls, &leads, chrono_tz::Europe::London, Some(&london()), 7, now);
+        let r = report(
+            &calls,
+            &leads,
+            chrono_tz::Europe::London,
+            Some(&london()),
+            7,
+            now,
+        );
         assert_eq!(r.overall.answer, Ratio { num: 3, den: 5 });
         assert_eq!(r.overall.booking, Ratio { num: 1, den: 3 });
         assert_eq!(r.by_hour[10].answer, Ratio { num: 3, den: 4 });
@@ -1362,7 +1378,10 @@ mod tests {
         let v = d.new_session(now).unwrap();
         assert!(!v.contains("tok-123"));
         assert!(d.session_valid(&v, now));
-        assert!(d.session_valid(&v, now + Duration::hours(SESSION_TTL_H) - Duration::seconds(1)));
+        assert!(d.session_valid(
+            &v,
+            now + Duration::hours(SESSION_TTL_H) - Duration::seconds(1)
+        ));
         assert!(!d.session_valid(&v, now + Duration::hours(SESSION_TTL_H)));
         // Another expiry under the same signature is refused.
         let (body, mac) = v.rsplit_once('.').unwrap();
@@ -1412,6 +1431,9 @@ mod tests {
         assert_eq!(nice_ceiling(3.2), 5.0);
         assert_eq!(nice_ceiling(12.0), 20.0);
         assert_eq!(nice_ceiling(0.0), 1.0);
-        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 }

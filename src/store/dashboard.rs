@@ -187,7 +187,8 @@ impl Store {
 
 impl LeadFactRow {
     fn into_fact(self) -> Result<LeadFact, StoreError> {
-        let opt = |ms: Option<i64>, table, column| ms.map(|v| from_ms(v, table, column)).transpose();
+        let opt =
+            |ms: Option<i64>, table, column| ms.map(|v| from_ms(v, table, column)).transpose();
         Ok(LeadFact {
             created_at: from_ms(self.created_ms, "leads", "created_ms")?,
             call_at: from_ms(
