@@ -285,7 +285,10 @@ fn notify_env(config: &Config, env: &Env) -> Result<(), ConfigError> {
 /// Opening hours for in-hours / after-hours decisions: `[business.hours]`
 /// in `business.timezone`, closed on `business.holidays` (validated as
 /// dates by `Config::validate`).
-fn business_hours(config: &Config, tz: Tz) -> Result<crate::notify::BusinessHours, ConfigError> {
+pub(crate) fn business_hours(
+    config: &Config,
+    tz: Tz,
+) -> Result<crate::notify::BusinessHours, ConfigError> {
     let mut holidays = Vec::with_capacity(config.business.holidays.len());
     for (i, h) in config.business.holidays.iter().enumerate() {
         let d = chrono::NaiveDate::parse_from_str(h.trim(), "%Y-%m-%d").map_err(|_| {

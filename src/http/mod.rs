@@ -7,6 +7,7 @@
 //! connection must send its request head within `server.header_timeout_ms`.
 
 pub mod api;
+pub mod dashboard;
 pub mod notify;
 pub mod twilio;
 
@@ -70,6 +71,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Caps concurrent calls at `server.max_calls`.
     pub call_slots: Arc<Semaphore>,
+    /// The dashboard's token, session key and opening hours.
+    pub dashboard: Arc<dashboard::DashboardState>,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
         let tracker = TaskTracker::new();
         AppState {
             calls: CallServices::new(app, tracker.clone()),
+            dashboard: Arc::new(dashboard::DashboardState::new(app)),
             call_slots: Arc::new(Semaphore::new(config.server.max_calls)),
             metrics: app.metrics.clone(),
             api: Arc::new(api::ApiState::new(
@@ -103,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(twilio::routes())
         .merge(notify::routes())
+        .merge(dashboard::routes())
         .with_state(state)
 }
 

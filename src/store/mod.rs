@@ -63,6 +63,7 @@ macro_rules! in_tx {
 
 mod claims;
 mod delivery;
+mod dashboard;
 mod outbox;
 mod records;
 mod routing;
@@ -71,6 +72,7 @@ mod slots;
 
 pub use claims::{ClaimResult, LeadCard, LeadClaim};
 pub use delivery::CallFacts;
+pub use dashboard::{CallBucket, LeadFact, BUCKET_MS};
 pub use outbox::{OutboxItem, OutboxStatus};
 pub use records::{
     ActivityRecord, CallEventRecord, CallRecord, ContactRecord, IngestOutcome, LeadFilter,
