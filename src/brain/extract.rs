@@ -501,6 +501,39 @@ pub fn email(text: &str) -> Option<String> {
     Some(format!("{local}@{domain}"))
 }
 
+/// Common English words that are not names ("it's been raining", "I'm
+/// looking", "this is about"): a name candidate stops at one.
+pub const COMMON: &[&str] = &[
+    "a", "about", "actually", "after", "again", "all", "also", "am", "an", "and", "any",
+    "anyway", "are", "as", "at", "back", "basically", "be", "because", "been", "before",
+    "being", "best", "better", "both", "but", "by", "call", "calling", "can", "can't", "could",
+    "customer", "did", "do", "does", "doing", "don't", "done", "down", "each", "even", "ever",
+    "every", "fine", "for", "from", "get", "getting", "glad", "go", "going", "good", "got",
+    "great", "had", "happy", "has", "have", "having", "he", "hello", "her", "here", "hi", "him",
+    "his", "hoping", "how", "i", "i'd", "i'll", "i'm", "i've", "if", "in", "interested", "into",
+    "is", "isn't", "it", "it's", "its", "just", "know", "like", "list", "looking", "lot", "me",
+    "mine", "more", "morning", "much", "must", "my", "need", "needing", "never", "new", "no",
+    "not", "now", "of", "off", "oh", "ok", "okay", "on", "one", "only", "or", "other", "our",
+    "out", "over", "person", "phoning", "please", "pleased", "pretty", "quite", "raining",
+    "rather", "real", "really", "regarding", "remove", "right", "ringing", "said", "same",
+    "see", "she", "should", "so", "some", "someone", "something", "sorry", "speak", "speaking",
+    "still", "stop", "sure", "take", "talk", "thank", "thanks", "that", "that's", "the", "their",
+    "them", "then", "there", "these", "they", "thing", "think", "this", "those", "though",
+    "through", "to", "today", "tomorrow", "too", "trying", "um", "uh", "erm", "up", "us",
+    "very", "wanted", "wanting", "want", "was", "way", "we", "we're", "well", "were", "what",
+    "when", "where", "which", "while", "who", "why", "with", "wondering", "would", "yeah",
+    "yes", "yet", "you", "your", "afraid", "again", "week", "weekend", "month", "year",
+    "afternoon", "evening", "tonight", "quote", "demo", "booking", "appointment", "price",
+    "pricing", "support", "help", "problem", "issue", "question", "enquiry", "inquiry",
+    "number", "email", "phone", "mobile", "office", "team", "company", "business", "people",
+    "staff", "free", "busy", "ready", "available", "around", "bit", "little", "kind", "sort",
+];
+
+/// Whether `w` (lower case) is a common word, not a name.
+pub fn is_common_word(w: &str) -> bool {
+    COMMON.contains(&w)
+}
+
 /// The caller's name, when they give it ("my name is Jane Doe", "this is
 /// Sam from Acme", "it's Priya", "Jane Doe here"); a spelled surname ("Doe,
 /// d o e") is joined. Capitalised as names are.
@@ -582,7 +615,7 @@ pub fn name(text: &str) -> Option<String> {
                     if STOP.contains(&t) || t.len() < 2 && parts.is_empty() {
                         break;
                     }
-                    if t.len() == 1 {
+                    if t.len() == 1 || is_common_word(t) {
                         break;
                     }
                     parts.push(t.to_string());

@@ -61,6 +61,10 @@ pub struct Config {
     pub links: notify::LinksConfig,
     /// `[webhooks]`: the post-call webhook.
     pub webhooks: notify::WebhooksConfig,
+    /// `[brain]`: which conversation answers calls (rules, scripted).
+    pub brain: crate::brain::settings::BrainConfig,
+    /// `[tiers]`: the lead tiers A–D the brain routes by.
+    pub tiers: crate::brain::settings::TiersConfig,
 }
 
 /// `[server]`
@@ -150,6 +154,11 @@ pub struct VadConfig {
     pub mode: u8,
     /// Frames quieter than this RMS level (dBFS) are never speech (default −50; line hiss sits below it).
     pub energy_floor_dbfs: f32,
+    /// Milliseconds of silence that end the caller's turn while the
+    /// receptionist waits for a phone number, an e-mail address or a
+    /// spelling, so digits read in groups are not cut off (default 1200,
+    /// 20–5000, multiple of 20, at least `end_ms`).
+    pub slot_end_ms: u32,
 }
 
 impl Default for VadConfig {
@@ -160,6 +169,7 @@ impl Default for VadConfig {
             barge_in_min_ms: 300,
             mode: 2,
             energy_floor_dbfs: -50.0,
+            slot_end_ms: 1200,
         }
     }
 }
@@ -570,6 +580,14 @@ impl Config {
         if self.recording.dir.is_relative() {
             self.recording.dir = base.join(&self.recording.dir);
         }
+        for p in [&mut self.brain.phrases, &mut self.brain.knowledge]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
         let TtsConfig::Scripted(tts) = &mut self.providers.tts;
         if let Some(p) = &tts.audio {
             if p.is_relative() {
@@ -625,6 +643,13 @@ impl Config {
         check_ms("vad.start_ms", v.start_ms, 20, 2000, true)?;
         check_ms("vad.end_ms", v.end_ms, 20, 5000, true)?;
         check_ms("vad.barge_in_min_ms", v.barge_in_min_ms, 20, 5000, true)?;
+        check_ms("vad.slot_end_ms", v.slot_end_ms, 20, 5000, true)?;
+        if v.slot_end_ms < v.end_ms {
+            return Err(ConfigError::invalid(
+                "vad.slot_end_ms",
+                format!("{} is below vad.end_ms ({})", v.slot_end_ms, v.end_ms),
+            ));
+        }
         if v.mode > 3 {
             return Err(ConfigError::invalid(
                 "vad.mode",
@@ -793,6 +818,8 @@ impl Config {
         self.links.validate()?;
         self.webhooks.validate()?;
         notify::validate_twilio(&self.twilio)?;
+        self.brain.validate()?;
+        self.tiers.validate()?;
         Ok(())
     }
 }

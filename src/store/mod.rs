@@ -63,6 +63,7 @@ macro_rules! in_tx {
 
 mod claims;
 mod outbox;
+mod outcomes;
 mod records;
 mod routing;
 mod sessions;
@@ -70,6 +71,7 @@ mod slots;
 
 pub use claims::{ClaimResult, LeadCard, LeadClaim};
 pub use outbox::{OutboxItem, OutboxStatus};
+pub use outcomes::{ContactHistory, LeadOutcome};
 pub use records::{
     ActivityRecord, CallEventRecord, CallRecord, ContactRecord, IngestOutcome, LeadFilter,
     LeadRecord, NewCall, NewContact, NewLead,
