@@ -387,34 +387,33 @@ pub fn build_brain(
         tiers: config.tiers.clone(),
         hold_ttl: services.hold_ttl,
     });
-    let conversations: Arc<dyn ConversationFactory> = match config.brain.kind {
-        BrainKind::Rules => {
-            let (phrases, knowledge) = crate::brain::phrases::load(
-                config.brain.phrases.as_deref(),
-                config.brain.knowledge.as_deref(),
-            )?;
-            Arc::new(RulesBrains::new(RulesSettings {
-                business: config.business.name.clone(),
-                phrases,
-                knowledge,
-                tiers: config.tiers.clone(),
-                business_tz: services.business_tz,
-                region: services.region,
-                slot_end_ms: config.vad.slot_end_ms,
-                always_recorded: config.recording.always,
-            }))
-        }
-        BrainKind::Scripted => Arc::new(ScriptedConversations {
-            greeting: config.call.greeting.clone(),
-            system_prompt: crate::call::driver::SYSTEM_PROMPT
-                .replace("{business}", &config.business.name),
-        }),
-        BrainKind::Llm => {
-            return Err(ConfigError::invalid(
+    let conversations: Arc<dyn ConversationFactory> =
+        match config.brain.kind {
+            BrainKind::Rules => {
+                let (phrases, knowledge) = crate::brain::phrases::load(
+                    config.brain.phrases.as_deref(),
+                    config.brain.knowledge.as_deref(),
+                )?;
+                Arc::new(RulesBrains::new(RulesSettings {
+                    business: config.business.name.clone(),
+                    phrases,
+                    knowledge,
+                    tiers: config.tiers.clone(),
+                    business_tz: services.business_tz,
+                    region: services.region,
+                    slot_end_ms: config.vad.slot_end_ms,
+                    always_recorded: config.recording.always,
+                }))
+            }
+            BrainKind::Scripted => Arc::new(ScriptedConversations {
+                greeting: config.call.greeting.clone(),
+                system_prompt: crate::call::driver::SYSTEM_PROMPT
+                    .replace("{business}", &config.business.name),
+            }),
+            BrainKind::Llm => return Err(ConfigError::invalid(
                 "brain.kind",
                 "\"llm\": the llm brain is not built yet; use \"rules\" (default) or \"scripted\"",
-            ))
-        }
-    };
+            )),
+        };
     Ok((conversations, Arc::new(actions)))
 }

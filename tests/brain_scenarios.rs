@@ -234,7 +234,8 @@ fn local(t: DateTime<Utc>) -> String {
 
 /// The standard booking conversation up to the read-back.
 async fn book_up_to_readback(c: &mut Call) {
-    c.say("Hi, I'd like to book a demo of your booking tool").await;
+    c.say("Hi, I'd like to book a demo of your booking tool")
+        .await;
     c.say("Jane Doe").await;
     c.say("it's just the five of us in one office").await;
     c.say("Friday morning, any time after ten").await;
@@ -246,10 +247,17 @@ async fn book_up_to_readback(c: &mut Call) {
 async fn booking_body(db: TestDb) {
     let h = Harness::new(db, IN_HOURS).await;
     let mut c = h.call("CA_book", Some(UK_MOBILE)).await;
-    assert!(c.said[0].contains("Frontdesk Demo Co"), "the greeting names the business");
+    assert!(
+        c.said[0].contains("Frontdesk Demo Co"),
+        "the greeting names the business"
+    );
     book_up_to_readback(&mut c).await;
     c.say("yes that's great").await;
-    assert_eq!(c.windows.first(), Some(&Some(1200)), "a longer window while the e-mail is read");
+    assert_eq!(
+        c.windows.first(),
+        Some(&Some(1200)),
+        "a longer window while the e-mail is read"
+    );
     c.say("it's j dot doe at example dot co dot uk").await;
     c.say("no that's everything, thanks").await;
     assert!(c.hung_up());
@@ -259,7 +267,10 @@ async fn booking_body(db: TestDb) {
     assert_eq!(lead.intent.as_deref(), Some("new_enquiry"));
     assert_eq!(lead.source.as_deref(), Some("inbound_call"));
     assert_eq!(lead.phone.expose(), UK_MOBILE);
-    assert_eq!(lead.name.as_ref().map(|n| n.expose().as_str()), Some("Jane Doe"));
+    assert_eq!(
+        lead.name.as_ref().map(|n| n.expose().as_str()),
+        Some("Jane Doe")
+    );
     assert_eq!(
         lead.email.as_ref().map(|n| n.expose().as_str()),
         Some("j.doe@example.co.uk")
@@ -267,7 +278,11 @@ async fn booking_body(db: TestDb) {
     assert_eq!(lead.timezone.as_deref(), Some("Europe/London"));
     assert_eq!(lead.routing_owner.as_deref(), Some("team_sales"));
     assert!(lead.transcript_id.is_some());
-    let notes = lead.notes.as_ref().map(|n| n.expose().clone()).unwrap_or_default();
+    let notes = lead
+        .notes
+        .as_ref()
+        .map(|n| n.expose().clone())
+        .unwrap_or_default();
     assert!(!notes.is_empty() && notes.chars().count() <= 400, "{notes}");
     // Friday 4 December 10:00 London, the earliest slot after ten.
     let b = h
@@ -306,7 +321,8 @@ async fn half_ten_is_offered_at_ten_thirty() {
 async fn next_tuesday_afternoon_is_a_week_on_after_midday() {
     let h = sqlite_at(IN_HOURS).await;
     let mut c = h.call("CA_nexttue", Some(UK_MOBILE)).await;
-    c.say("Hello, I'd like to book an appointment. This is Dana Scully.").await;
+    c.say("Hello, I'd like to book an appointment. This is Dana Scully.")
+        .await;
     c.say("a team of three").await;
     c.say("next Tuesday afternoon").await;
     c.say("the second one").await;
@@ -314,7 +330,10 @@ async fn next_tuesday_afternoon_is_a_week_on_after_midday() {
     c.say("dana at fbi dot gov").await;
     let lead = h.lead("CA_nexttue").await;
     assert_eq!(lead.outcome.as_deref(), Some("booked"));
-    assert_eq!(lead.email.as_ref().map(|e| e.expose().as_str()), Some("dana@fbi.gov"));
+    assert_eq!(
+        lead.email.as_ref().map(|e| e.expose().as_str()),
+        Some("dana@fbi.gov")
+    );
     let mut all = Vec::new();
     for o in ["alex", "sam"] {
         all.extend(
@@ -324,14 +343,19 @@ async fn next_tuesday_afternoon_is_a_week_on_after_midday() {
                 .unwrap(),
         );
     }
-    assert_eq!(all.len(), 1, "booked on Tuesday 8 December in the afternoon");
+    assert_eq!(
+        all.len(),
+        1,
+        "booked on Tuesday 8 December in the afternoon"
+    );
 }
 
 #[tokio::test]
 async fn a_us_caller_hears_slots_in_their_own_zone() {
     let h = sqlite_at(IN_HOURS).await;
     let mut c = h.call("CA_us", Some("+14155552671")).await;
-    c.say("Hi, I'm looking for a demo, my name is Maria Lopez").await;
+    c.say("Hi, I'm looking for a demo, my name is Maria Lopez")
+        .await;
     let offer = c.say("we're a team of four").await;
     let offer = if offer.contains("Los Angeles") {
         offer
@@ -360,7 +384,10 @@ async fn a_spelled_email_and_surname_are_kept_as_spelled() {
     c.say("yes").await;
     c.say("a r i v e r a at example dot com").await;
     let lead = h.lead("CA_spell").await;
-    assert_eq!(lead.name.as_ref().map(|n| n.expose().as_str()), Some("Alex Rivera"));
+    assert_eq!(
+        lead.name.as_ref().map(|n| n.expose().as_str()),
+        Some("Alex Rivera")
+    );
     assert_eq!(
         lead.email.as_ref().map(|n| n.expose().as_str()),
         Some("arivera@example.com")
@@ -428,8 +455,15 @@ async fn hanging_up_on_a_held_slot_releases_it_and_leaves_a_lead() {
         .await;
     assert!(hold.is_ok(), "released at hang-up: {hold:?}");
     let lead = h.lead("CA_drop").await;
-    assert_eq!(lead.outcome.as_deref(), Some("callback"), "a dropped call still leaves a lead");
-    assert_eq!(lead.name.as_ref().map(|n| n.expose().as_str()), Some("Jane Doe"));
+    assert_eq!(
+        lead.outcome.as_deref(),
+        Some("callback"),
+        "a dropped call still leaves a lead"
+    );
+    assert_eq!(
+        lead.name.as_ref().map(|n| n.expose().as_str()),
+        Some("Jane Doe")
+    );
 }
 
 #[tokio::test]
@@ -449,7 +483,8 @@ async fn a_call_dropped_after_the_first_turn_still_leaves_a_lead() {
 async fn a_large_team_in_hours_is_put_through() {
     let h = sqlite_at(IN_HOURS).await;
     let mut c = h.call("CA_big", Some(UK_MOBILE)).await;
-    c.say("Hi, we're evaluating AI appointment booking for a 15-person sales team").await;
+    c.say("Hi, we're evaluating AI appointment booking for a 15-person sales team")
+        .await;
     c.say("It's Alex Rivera").await;
     assert!(c.handed_off(), "{:?}", c.said);
     let lead = h.lead("CA_big").await;
@@ -468,19 +503,29 @@ async fn a_large_team_in_hours_is_put_through() {
 async fn multi_site_after_hours_is_a_priority_callback_for_the_morning() {
     let h = sqlite_at(AFTER_HOURS).await;
     let mut c = h.call("CA_sites", Some(UK_MOBILE)).await;
-    c.say("We run three sites across the north west and need a quote").await;
+    c.say("We run three sites across the north west and need a quote")
+        .await;
     c.say("Sam Lee").await;
     assert!(!c.handed_off(), "no live transfer after hours");
     c.say("yes that's the best number").await;
     c.say("no that's all, thanks").await;
     assert!(c.hung_up());
-    assert!(!c.said.iter().any(|s| s.contains("connect you")), "{:?}", c.said);
+    assert!(
+        !c.said.iter().any(|s| s.contains("connect you")),
+        "{:?}",
+        c.said
+    );
     let lead = h.lead("CA_sites").await;
     assert_eq!(lead.tier.as_deref(), Some("B"));
     assert_eq!(lead.outcome.as_deref(), Some("callback"));
     assert!(lead.after_hours, "the record says after hours");
     // Due five minutes after Wednesday's opening (09:00 London).
-    let contact = h.store().contact_by_phone(UK_MOBILE).await.unwrap().unwrap();
+    let contact = h
+        .store()
+        .contact_by_phone(UK_MOBILE)
+        .await
+        .unwrap()
+        .unwrap();
     let tasks: Vec<_> = h
         .store()
         .activities(&contact.id)
@@ -527,7 +572,12 @@ async fn a_standard_enquiry_wanting_a_call_back_is_tier_c_with_a_due_time() {
     let lead = h.lead("CA_c").await;
     assert_eq!(lead.tier.as_deref(), Some("C"));
     assert_eq!(lead.outcome.as_deref(), Some("callback"));
-    let contact = h.store().contact_by_phone(UK_MOBILE).await.unwrap().unwrap();
+    let contact = h
+        .store()
+        .contact_by_phone(UK_MOBILE)
+        .await
+        .unwrap()
+        .unwrap();
     let task = h
         .store()
         .activities(&contact.id)
@@ -538,19 +588,27 @@ async fn a_standard_enquiry_wanting_a_call_back_is_tier_c_with_a_due_time() {
         .expect("a CRM task");
     // Two business hours from ~10:00 on an open Tuesday.
     let due = task.at;
-    assert!(due > t("2026-12-01T11:55:00Z") && due < t("2026-12-01T12:10:00Z"), "{due}");
+    assert!(
+        due > t("2026-12-01T11:55:00Z") && due < t("2026-12-01T12:10:00Z"),
+        "{due}"
+    );
 }
 
 #[tokio::test]
 async fn a_number_read_aloud_becomes_the_callback_number() {
     let h = sqlite_at(IN_HOURS).await;
     let mut c = h.call("CA_num", Some("+442079460123")).await;
-    c.say("I'd like someone to call me about a quote. My name is Ken Adams.").await;
+    c.say("I'd like someone to call me about a quote. My name is Ken Adams.")
+        .await;
     c.say("just two of us").await;
     c.say("please call me back instead").await;
     c.say("no, it's better on my mobile").await;
-    assert!(c.windows.contains(&Some(1200)), "a longer window while the number is read");
-    c.say("oh seven seven double oh, nine oh oh, one two three").await;
+    assert!(
+        c.windows.contains(&Some(1200)),
+        "a longer window while the number is read"
+    );
+    c.say("oh seven seven double oh, nine oh oh, one two three")
+        .await;
     let lead = h.lead("CA_num").await;
     assert_eq!(lead.phone.expose(), UK_MOBILE);
     assert_eq!(lead.outcome.as_deref(), Some("callback"));
@@ -571,7 +629,8 @@ async fn a_us_number_read_aloud_in_groups() {
     // No caller id: the number is asked for, with a longer window.
     c.say("could someone call me back instead").await;
     assert!(c.windows.contains(&Some(1200)));
-    c.say("sure, it's four one five, five five five, two six seven one").await;
+    c.say("sure, it's four one five, five five five, two six seven one")
+        .await;
     let lead = h.lead("CA_usnum").await;
     assert_eq!(lead.phone.expose(), "+14155552671");
 }
@@ -582,7 +641,9 @@ async fn a_us_number_read_aloud_in_groups() {
 async fn pricing_gives_the_published_range_and_notes_the_answer() {
     let h = sqlite_at(IN_HOURS).await;
     let mut c = h.call("CA_price", Some(UK_MOBILE)).await;
-    let reply = c.say("Hi, how much does your appointment booking cost?").await;
+    let reply = c
+        .say("Hi, how much does your appointment booking cost?")
+        .await;
     let amounts = reply.matches('£').count();
     assert!(amounts >= 2, "a range, never a single number: {reply}");
     c.say("no thanks, that's all I needed").await;
@@ -592,7 +653,12 @@ async fn pricing_gives_the_published_range_and_notes_the_answer() {
     assert_eq!(lead.intent.as_deref(), Some("pricing"));
     assert_eq!(lead.tier.as_deref(), Some("D"));
     assert_eq!(lead.outcome.as_deref(), Some("answered"));
-    let contact = h.store().contact_by_phone(UK_MOBILE).await.unwrap().unwrap();
+    let contact = h
+        .store()
+        .contact_by_phone(UK_MOBILE)
+        .await
+        .unwrap()
+        .unwrap();
     let notes: Vec<_> = h
         .store()
         .activities(&contact.id)
@@ -601,7 +667,11 @@ async fn pricing_gives_the_published_range_and_notes_the_answer() {
         .into_iter()
         .filter(|a| a.kind == "note")
         .collect();
-    assert_eq!(notes.len(), 1, "a CRM note with the question and the answer");
+    assert_eq!(
+        notes.len(),
+        1,
+        "a CRM note with the question and the answer"
+    );
     assert!(notes[0].body.as_ref().unwrap().expose().contains("£49"));
 }
 
@@ -609,7 +679,9 @@ async fn pricing_gives_the_published_range_and_notes_the_answer() {
 async fn bespoke_pricing_books_a_scoping_call() {
     let h = sqlite_at(IN_HOURS).await;
     let mut c = h.call("CA_bespoke", Some(UK_MOBILE)).await;
-    let reply = c.say("what would a custom integration with our systems cost").await;
+    let reply = c
+        .say("what would a custom integration with our systems cost")
+        .await;
     assert!(!reply.contains('£'), "no price for bespoke work: {reply}");
     c.say("yes please").await;
     c.say("Olu Adeyemi").await;
@@ -670,7 +742,8 @@ async fn an_existing_customer_stored_in_another_format_is_greeted_by_name() {
         .unwrap();
     let mut c = h.call("CA_cust", Some("+44 20 7946 0123")).await;
     assert!(c.said[0].contains("Priya"), "{:?}", c.said);
-    c.say("the booking page on our account stopped working this morning").await;
+    c.say("the booking page on our account stopped working this morning")
+        .await;
     assert!(c.handed_off(), "{:?}", c.said);
     let lead = h.lead("CA_cust").await;
     assert_eq!(lead.intent.as_deref(), Some("support"));
@@ -683,7 +756,8 @@ async fn an_existing_customer_stored_in_another_format_is_greeted_by_name() {
 async fn support_after_hours_takes_a_callback() {
     let h = sqlite_at(AFTER_HOURS).await;
     let mut c = h.call("CA_supp_ah", Some(UK_MOBILE)).await;
-    c.say("I'm an existing customer and I have a problem with my invoice").await;
+    c.say("I'm an existing customer and I have a problem with my invoice")
+        .await;
     assert!(!c.handed_off());
     c.say("yes, this number is fine").await;
     let lead = h.lead("CA_supp_ah").await;
@@ -715,7 +789,8 @@ async fn a_returning_lead_is_recognised_and_never_duplicated() {
 async fn a_referral_is_noted_with_who_referred_them() {
     let h = sqlite_at(IN_HOURS).await;
     let mut c = h.call("CA_ref", Some(UK_MOBILE)).await;
-    c.say("Hi, I was referred by Sarah at Acme about a partnership").await;
+    c.say("Hi, I was referred by Sarah at Acme about a partnership")
+        .await;
     c.say("my name is Leo Grant").await;
     c.say("we're a small agency, four people").await;
     c.say("no, just ask someone to call me").await;
@@ -732,7 +807,8 @@ async fn a_referral_is_noted_with_who_referred_them() {
 async fn an_unclear_call_is_handed_over_with_the_partial_transcript() {
     let h = sqlite_at(IN_HOURS).await;
     let mut c = h.call("CA_unclear", Some(UK_MOBILE)).await;
-    c.say("I got a letter about something and I'm not sure who I should talk to").await;
+    c.say("I got a letter about something and I'm not sure who I should talk to")
+        .await;
     assert!(c.handed_off(), "{:?}", c.said);
     assert!(c.last().contains("One moment while I connect you"));
     match &c.ending {
@@ -751,7 +827,10 @@ async fn a_caller_who_asks_for_a_person_gets_one() {
     c.say("I'd like a quote").await;
     c.say("can I speak to a real person please").await;
     assert!(c.handed_off());
-    assert_eq!(h.lead("CA_human").await.outcome.as_deref(), Some("transferred"));
+    assert_eq!(
+        h.lead("CA_human").await.outcome.as_deref(),
+        Some("transferred")
+    );
 }
 
 #[tokio::test]
@@ -779,7 +858,8 @@ async fn opt_out_body(db: TestDb) {
     let h = Harness::new(db, IN_HOURS).await;
     let mut c = h.call("CA_optout", Some(UK_MOBILE)).await;
     c.say("I'm interested in a demo").await;
-    c.say("actually, please take me off your list and don't call me again").await;
+    c.say("actually, please take me off your list and don't call me again")
+        .await;
     assert!(c.hung_up());
     assert!(!c.jobs.contains(&"take_callback".to_string()));
     let lead = h.lead("CA_optout").await;
@@ -791,7 +871,12 @@ async fn opt_out_body(db: TestDb) {
         cards.iter().all(|i| !i.payload.contains(&lead.id)),
         "no card is created for an opted-out caller"
     );
-    let contact = h.store().contact_by_phone(UK_MOBILE).await.unwrap().unwrap();
+    let contact = h
+        .store()
+        .contact_by_phone(UK_MOBILE)
+        .await
+        .unwrap()
+        .unwrap();
     let acts = h.store().activities(&contact.id).await.unwrap();
     assert!(acts.iter().all(|a| a.kind != "task"), "no callback task");
 }
@@ -802,9 +887,13 @@ async fn opting_out_with_a_held_slot_releases_it() {
     let h = sqlite_at(IN_HOURS).await;
     let mut c = h.call("CA_opt_hold", Some(UK_MOBILE)).await;
     book_up_to_readback(&mut c).await;
-    c.say("you know what, I'm not interested, remove me from your list").await;
+    c.say("you know what, I'm not interested, remove me from your list")
+        .await;
     assert!(c.jobs.contains(&"release_hold".to_string()));
-    assert_eq!(h.lead("CA_opt_hold").await.outcome.as_deref(), Some("opted_out"));
+    assert_eq!(
+        h.lead("CA_opt_hold").await.outcome.as_deref(),
+        Some("opted_out")
+    );
     let b = h
         .store()
         .bookings_between("alex", t("2026-12-01T00:00:00Z"), t("2026-12-31T00:00:00Z"))
@@ -819,7 +908,10 @@ async fn a_volunteered_card_number_is_kept_nowhere() {
     let mut c = h.call("CA_card", Some(UK_MOBILE)).await;
     c.say("I want to book a demo and pay now, my card number is 4111 1111 1111 1111 expiry 12 28")
         .await;
-    assert!(c.said.iter().any(|s| s.contains("card")), "the caller is told it was not kept");
+    assert!(
+        c.said.iter().any(|s| s.contains("card")),
+        "the caller is told it was not kept"
+    );
     c.say("Jane Doe").await;
     c.say("five people").await;
     c.say("call me back please").await;
@@ -835,7 +927,8 @@ async fn a_volunteered_card_number_is_kept_nowhere() {
 async fn a_volunteered_health_detail_is_kept_nowhere() {
     let h = sqlite_at(IN_HOURS).await;
     let mut c = h.call("CA_health", Some(UK_MOBILE)).await;
-    c.say("Hi, I was diagnosed with diabetes last year. I'd like to book a consultation.").await;
+    c.say("Hi, I was diagnosed with diabetes last year. I'd like to book a consultation.")
+        .await;
     c.say("Mo Farah").await;
     c.say("just me").await;
     c.say("tomorrow morning").await;
@@ -843,7 +936,10 @@ async fn a_volunteered_health_detail_is_kept_nowhere() {
     c.say("yes").await;
     c.say("no email thanks").await;
     let dump = h.dump().await.to_lowercase();
-    assert!(!dump.contains("diabetes") && !dump.contains("diagnosed"), "health detail stored");
+    assert!(
+        !dump.contains("diabetes") && !dump.contains("diagnosed"),
+        "health detail stored"
+    );
     assert_eq!(h.lead("CA_health").await.outcome.as_deref(), Some("booked"));
     // The session applies the same scrub before a turn is recorded.
     let brain = h.app.conversations.start();
@@ -888,9 +984,15 @@ async fn replayed_jobs_book_once() {
 async fn a_malformed_tool_argument_is_a_failed_outcome() {
     let h = sqlite_at(IN_HOURS).await;
     for (name, args) in [
-        ("hold_slot", serde_json::json!({"owner": "alex", "start": "friday"})),
+        (
+            "hold_slot",
+            serde_json::json!({"owner": "alex", "start": "friday"}),
+        ),
         ("record_outcome", serde_json::json!({"outcome": 5})),
-        ("find_slots", serde_json::json!({"from": "2026-12-01T10:00:00Z", "to": "2026-12-02T10:00:00Z", "timezone": "Mars/Base"})),
+        (
+            "find_slots",
+            serde_json::json!({"from": "2026-12-01T10:00:00Z", "to": "2026-12-02T10:00:00Z", "timezone": "Mars/Base"}),
+        ),
         ("launch_rocket", serde_json::json!({})),
     ] {
         let job = frontdesk::call::ToolJob {

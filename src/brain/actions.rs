@@ -445,7 +445,9 @@ impl Actions {
                 tracing::warn!(error = %e, "cannot log the meeting in the CRM");
             }
         }
-        Ok(json!({"booking_id": booking.id, "owner": booking.owner, "start": booking.start, "end": booking.end}))
+        Ok(
+            json!({"booking_id": booking.id, "owner": booking.owner, "start": booking.start, "end": booking.end}),
+        )
     }
 
     async fn upsert(&self, phone: &E164, name: Option<&str>) -> Option<String> {
@@ -581,7 +583,13 @@ impl ToolExecutor for Actions {
                     return bad(job, "timezone is not an IANA zone");
                 };
                 let (slots, exact) = self
-                    .find_slots(a.from, a.to, tz, a.count.clamp(1, 5), (a.day_from_min, a.day_to_min))
+                    .find_slots(
+                        a.from,
+                        a.to,
+                        tz,
+                        a.count.clamp(1, 5),
+                        (a.day_from_min, a.day_to_min),
+                    )
                     .await;
                 done(job, Ok(json!({"slots": slots, "exact": exact})))
             }
@@ -611,7 +619,10 @@ impl ToolExecutor for Actions {
             }
             "transfer_to_human" => {
                 let a = parse!(TransferArgs);
-                done(job, Ok(json!({"target": a.target, "summary_chars": a.summary.chars().count()})))
+                done(
+                    job,
+                    Ok(json!({"target": a.target, "summary_chars": a.summary.chars().count()})),
+                )
             }
             "end_call" => done(job, Ok(json!({}))),
             other => ToolOutcome::failed(job, format!("unknown tool `{other}`")),

@@ -17,8 +17,8 @@ pub const KNOWLEDGE_MD: &str = include_str!("../../prompts/knowledge.md");
 
 /// Placeholders a phrase may use.
 const PLACEHOLDERS: [&str; 11] = [
-    "business", "name", "slot1", "slot2", "slot", "owner", "range", "service", "answer",
-    "minutes", "referrer",
+    "business", "name", "slot1", "slot2", "slot", "owner", "range", "service", "answer", "minutes",
+    "referrer",
 ];
 
 macro_rules! phrases {
@@ -97,10 +97,7 @@ impl Phrases {
         })?;
         for (key, text) in p.each() {
             if text.trim().is_empty() {
-                return Err(ConfigError::invalid(
-                    format!("{origin}: {key}"),
-                    "is empty",
-                ));
+                return Err(ConfigError::invalid(format!("{origin}: {key}"), "is empty"));
             }
             let mut rest = text;
             while let Some(i) = rest.find('{') {
@@ -190,7 +187,9 @@ impl Knowledge {
                     other => {
                         return Err(ConfigError::invalid(
                             format!("{origin}: line {}", n + 1),
-                            format!("unknown section `{other}` (Services, Prices, Hours, Location)"),
+                            format!(
+                                "unknown section `{other}` (Services, Prices, Hours, Location)"
+                            ),
                         ))
                     }
                 });
@@ -207,7 +206,9 @@ impl Knowledge {
                 .filter(|w| !w.is_empty())
                 .collect();
             let (subject, text) = match (sec, body.split_once(':')) {
-                ("services" | "prices", Some((s, t))) => (s.trim().to_string(), t.trim().to_string()),
+                ("services" | "prices", Some((s, t))) => {
+                    (s.trim().to_string(), t.trim().to_string())
+                }
                 ("services" | "prices", None) => {
                     return Err(ConfigError::invalid(
                         format!("{origin}: line {}", n + 1),
@@ -293,7 +294,9 @@ mod tests {
 
     #[test]
     fn bad_files_name_the_problem() {
-        let e = Phrases::parse("greeting = \"hi\"\n", "p").unwrap_err().to_string();
+        let e = Phrases::parse("greeting = \"hi\"\n", "p")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing field"), "{e}");
         let mut text = PHRASES_TOML.replace("{business}, how", "{shop}, how");
         let e = Phrases::parse(&text, "p").unwrap_err().to_string();

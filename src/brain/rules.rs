@@ -181,7 +181,13 @@ fn norm(text: &str) -> String {
     let w: Vec<String> = text
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '\'' {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect::<String>()
         .split_whitespace()
         .map(str::to_string)
@@ -198,25 +204,73 @@ fn has(text: &str, phrases: &[&str]) -> bool {
 pub fn affirm(text: &str) -> Option<bool> {
     if has(
         text,
-        &["no problem", "not a problem", "no worries", "why not", "no that's fine", "no that's great"],
+        &[
+            "no problem",
+            "not a problem",
+            "no worries",
+            "why not",
+            "no that's fine",
+            "no that's great",
+        ],
     ) {
         return Some(true);
     }
     let no = has(
         text,
         &[
-            "no", "nope", "nah", "not really", "actually", "changed my mind", "change my mind",
-            "can't", "cannot", "can not", "won't", "don't", "rather not", "wait", "hang on",
-            "cancel", "different", "another", "not that", "neither", "none",
+            "no",
+            "nope",
+            "nah",
+            "not really",
+            "actually",
+            "changed my mind",
+            "change my mind",
+            "can't",
+            "cannot",
+            "can not",
+            "won't",
+            "don't",
+            "rather not",
+            "wait",
+            "hang on",
+            "cancel",
+            "different",
+            "another",
+            "not that",
+            "neither",
+            "none",
         ],
     );
     let yes = has(
         text,
         &[
-            "yes", "yeah", "yep", "yup", "sure", "please do", "confirm", "go ahead", "perfect",
-            "great", "fine", "sounds good", "lovely", "correct", "absolutely", "ok", "okay",
-            "that works", "works for me", "definitely", "brilliant", "please", "right", "that's it",
-            "it is", "that's right", "yes please",
+            "yes",
+            "yeah",
+            "yep",
+            "yup",
+            "sure",
+            "please do",
+            "confirm",
+            "go ahead",
+            "perfect",
+            "great",
+            "fine",
+            "sounds good",
+            "lovely",
+            "correct",
+            "absolutely",
+            "ok",
+            "okay",
+            "that works",
+            "works for me",
+            "definitely",
+            "brilliant",
+            "please",
+            "right",
+            "that's it",
+            "it is",
+            "that's right",
+            "yes please",
         ],
     );
     match (yes, no) {
@@ -226,12 +280,71 @@ pub fn affirm(text: &str) -> Option<bool> {
     }
 }
 
+/// The caller asks not to be contacted (a plain "not interested" is not
+/// that: it declines an offer).
+fn opts_out(text: &str) -> bool {
+    has(
+        text,
+        &[
+            "don't call me",
+            "do not call me",
+            "don't contact me",
+            "do not contact me",
+            "don't contact",
+            "do not contact",
+            "stop calling",
+            "remove me",
+            "take me off",
+            "unsubscribe",
+            "no more calls",
+            "never call",
+            "stop contacting",
+            "delete my details",
+            "don't ring me",
+            "do not ring me",
+            "leave me alone",
+            "don't want to be contacted",
+            "do not want to be contacted",
+            "opt out",
+        ],
+    )
+}
+
 /// The turn is a greeting or filler without content.
 fn contentless(text: &str) -> bool {
     const FILL: &[&str] = &[
-        "hi", "hello", "hey", "hiya", "yes", "yeah", "oh", "um", "uh", "erm", "er", "morning",
-        "afternoon", "evening", "good", "there", "sorry", "what", "pardon", "ok", "okay", "so",
-        "is", "this", "that", "the", "a", "it", "can", "you", "hear", "me",
+        "hi",
+        "hello",
+        "hey",
+        "hiya",
+        "yes",
+        "yeah",
+        "oh",
+        "um",
+        "uh",
+        "erm",
+        "er",
+        "morning",
+        "afternoon",
+        "evening",
+        "good",
+        "there",
+        "sorry",
+        "what",
+        "pardon",
+        "ok",
+        "okay",
+        "so",
+        "is",
+        "this",
+        "that",
+        "the",
+        "a",
+        "it",
+        "can",
+        "you",
+        "hear",
+        "me",
     ];
     norm(text)
         .split_whitespace()
@@ -245,10 +358,27 @@ fn tight_timeline(text: &str) -> bool {
     has(
         text,
         &[
-            "urgent", "urgently", "asap", "as soon as possible", "right away", "immediately",
-            "emergency", "deadline", "time sensitive", "go live", "up and running by", "by the end of",
-            "within a week", "within two weeks", "this month", "end of the month", "straight away",
-            "need it now", "need it by", "next week", "tight timeline",
+            "urgent",
+            "urgently",
+            "asap",
+            "as soon as possible",
+            "right away",
+            "immediately",
+            "emergency",
+            "deadline",
+            "time sensitive",
+            "go live",
+            "up and running by",
+            "by the end of",
+            "within a week",
+            "within two weeks",
+            "this month",
+            "end of the month",
+            "straight away",
+            "need it now",
+            "need it by",
+            "next week",
+            "tight timeline",
         ],
     ) && !has(text, &["no rush", "not urgent", "no hurry"])
 }
@@ -268,7 +398,13 @@ fn bare_name(text: &str) -> Option<String> {
     let cleaned: String = text
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_alphabetic() || c == '\'' || c == '-' { c } else { ' ' })
+        .map(|c| {
+            if c.is_alphabetic() || c == '\'' || c == '-' {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect();
     let mut parts: Vec<String> = Vec::new();
     let mut letters: Vec<String> = Vec::new();
@@ -321,9 +457,34 @@ fn referrer(text: &str) -> Option<String> {
     let n = norm(text);
     let w: Vec<&str> = n.split_whitespace().collect();
     const STOP: &[&str] = &[
-        "and", "to", "who", "because", "about", "for", "said", "i", "we", "they", "so", "the",
-        "that", "you", "me", "us", "my", "our", "a", "an", "was", "were", "has", "have", "had",
-        "friend", "colleague", "been",
+        "and",
+        "to",
+        "who",
+        "because",
+        "about",
+        "for",
+        "said",
+        "i",
+        "we",
+        "they",
+        "so",
+        "the",
+        "that",
+        "you",
+        "me",
+        "us",
+        "my",
+        "our",
+        "a",
+        "an",
+        "was",
+        "were",
+        "has",
+        "have",
+        "had",
+        "friend",
+        "colleague",
+        "been",
     ];
     let cap = |s: &&str| {
         if *s == "at" {
@@ -335,7 +496,8 @@ fn referrer(text: &str) -> Option<String> {
             .unwrap_or_default()
     };
     for i in 0..w.len() {
-        if matches!(w[i], "by") && i > 0 && matches!(w[i - 1], "referred" | "recommended" | "sent") {
+        if matches!(w[i], "by") && i > 0 && matches!(w[i - 1], "referred" | "recommended" | "sent")
+        {
             let name: Vec<&str> = w[i + 1..]
                 .iter()
                 .take_while(|t| !STOP.contains(t) || **t == "at")
@@ -366,9 +528,21 @@ fn is_question(text: &str) -> bool {
     has(
         text,
         &[
-            "what", "when", "where", "which", "do you", "are you", "is there", "how late",
-            "how early", "can you tell me", "could you tell me", "i was wondering", "opening hours",
-            "open on", "what time",
+            "what",
+            "when",
+            "where",
+            "which",
+            "do you",
+            "are you",
+            "is there",
+            "how late",
+            "how early",
+            "can you tell me",
+            "could you tell me",
+            "i was wondering",
+            "opening hours",
+            "open on",
+            "what time",
         ],
     )
 }
@@ -410,15 +584,43 @@ fn pick(text: &str, offers: &[Offer], tz: Tz) -> Pick {
     }
     if has(
         text,
-        &["neither", "none of", "none", "no", "nope", "can't do", "cannot do", "doesn't work", "don't work", "anything else", "something else", "other times"],
+        &[
+            "neither",
+            "none of",
+            "none",
+            "no",
+            "nope",
+            "can't do",
+            "cannot do",
+            "doesn't work",
+            "don't work",
+            "anything else",
+            "something else",
+            "other times",
+        ],
     ) && !has(text, &["no problem", "either is fine"])
     {
         return Pick::Neither;
     }
-    if has(text, &["second", "later one", "latter", "the other", "2nd", "last one", "second one"]) && offers.len() > 1 {
+    if has(
+        text,
+        &[
+            "second",
+            "later one",
+            "latter",
+            "the other",
+            "2nd",
+            "last one",
+            "second one",
+        ],
+    ) && offers.len() > 1
+    {
         return Pick::Slot(1);
     }
-    if has(text, &["first", "earlier", "former", "1st", "first one", "sooner"]) {
+    if has(
+        text,
+        &["first", "earlier", "former", "1st", "first one", "sooner"],
+    ) {
         return Pick::Slot(0);
     }
     // A weekday or a time that matches one offer.
@@ -439,7 +641,9 @@ fn pick(text: &str, offers: &[Offer], tz: Tz) -> Pick {
         };
         let minute = local.hour() * 60 + local.minute();
         let day_hit = n.contains(&format!(" {wd} "));
-        let time_hit = pref.from_min.is_some_and(|m| m == minute || m + 12 * 60 == minute);
+        let time_hit = pref
+            .from_min
+            .is_some_and(|m| m == minute || m + 12 * 60 == minute);
         if day_hit || time_hit {
             hits.push(i);
         }
@@ -450,7 +654,18 @@ fn pick(text: &str, offers: &[Offer], tz: Tz) -> Pick {
     if offers.len() == 1 && affirm(text) == Some(true) {
         return Pick::Slot(0);
     }
-    if has(text, &["either", "any", "whichever", "doesn't matter", "don't mind", "both fine", "either is fine"]) {
+    if has(
+        text,
+        &[
+            "either",
+            "any",
+            "whichever",
+            "doesn't matter",
+            "don't mind",
+            "both fine",
+            "either is fine",
+        ],
+    ) {
         return Pick::Slot(0);
     }
     Pick::Unknown
@@ -614,7 +829,9 @@ impl RulesBrain {
             }
             Some(Intent::Support) => format!("{who} is an existing customer needing support."),
             Some(Intent::Referral) => match &self.f.referrer {
-                Some(r) => format!("{who} called about a referral or partnership, referred by {r}."),
+                Some(r) => {
+                    format!("{who} called about a referral or partnership, referred by {r}.")
+                }
                 None => format!("{who} called about a referral or partnership."),
             },
             Some(Intent::Unclear) | None => match &self.f.question {
@@ -652,7 +869,11 @@ impl RulesBrain {
             _ if self.tier == Some("B") => " Wants a priority call back.".to_string(),
             _ => " Wants a call back.".to_string(),
         };
-        let ah = if self.after_hours() { " Called after hours." } else { "" };
+        let ah = if self.after_hours() {
+            " Called after hours."
+        } else {
+            ""
+        };
         trim_to(&format!("{what}{signals}{done}{ah}"), 400)
     }
 
@@ -694,14 +915,23 @@ impl RulesBrain {
         self.job("record_outcome", args, out);
     }
 
-    fn decide(&mut self, outcome: &'static str, tier: Option<&'static str>, out: &mut Vec<Directive>) {
+    fn decide(
+        &mut self,
+        outcome: &'static str,
+        tier: Option<&'static str>,
+        out: &mut Vec<Directive>,
+    ) {
         self.outcome = Some(outcome);
         self.tier = tier;
         self.write(out);
     }
 
     fn handoff(&mut self, line: String, out: &mut Vec<Directive>) {
-        let tier = if self.big_deal() && matches!(self.intent, Some(Intent::NewEnquiry | Intent::Referral | Intent::Pricing)) {
+        let tier = if self.big_deal()
+            && matches!(
+                self.intent,
+                Some(Intent::NewEnquiry | Intent::Referral | Intent::Pricing)
+            ) {
             Some("B")
         } else {
             None
@@ -757,7 +987,11 @@ impl RulesBrain {
             let l = self.p().callback_standard.clone();
             return self.closing(l, out);
         };
-        let tier = if self.big_deal() && self.intent != Some(Intent::Support) { "B" } else { "C" };
+        let tier = if self.big_deal() && self.intent != Some(Intent::Support) {
+            "B"
+        } else {
+            "C"
+        };
         self.tier = Some(tier);
         self.outcome = Some("callback");
         let notes = self.notes();
@@ -898,7 +1132,8 @@ impl RulesBrain {
                             &self.p().pricing_range,
                             &[("service", &fact.subject), ("range", &fact.text)],
                         );
-                        self.f.question = Some((format!("pricing for {}", fact.subject), fact.text.clone()));
+                        self.f.question =
+                            Some((format!("pricing for {}", fact.subject), fact.text.clone()));
                         self.stage = Stage::PricingOffer;
                         self.say(line, out);
                         self.decide("answered", Some("D"), out);
@@ -911,7 +1146,10 @@ impl RulesBrain {
                 }
             }
             Some(i @ (Intent::NewEnquiry | Intent::Referral)) => {
-                if i == Intent::Referral && self.f.referrer.is_none() && self.asked.insert("referral") {
+                if i == Intent::Referral
+                    && self.f.referrer.is_none()
+                    && self.asked.insert("referral")
+                {
                     self.stage = Stage::AskReferral;
                     let l = self.p().referral_ask.clone();
                     return self.say(l, out);
@@ -921,7 +1159,11 @@ impl RulesBrain {
                     let l = self.p().ask_name.clone();
                     return self.say(l, out);
                 }
-                if self.f.team_size.is_none() && !self.f.multi_site && !self.big_deal() && self.asked.insert("size") {
+                if self.f.team_size.is_none()
+                    && !self.f.multi_site
+                    && !self.big_deal()
+                    && self.asked.insert("size")
+                {
                     self.stage = Stage::AskSize;
                     let l = self.p().ask_size.clone();
                     return self.say(l, out);
@@ -952,7 +1194,11 @@ impl RulesBrain {
     fn learn(&mut self, text: &str) {
         let r = self.s.region;
         if self.f.name.is_none() || self.stage == Stage::AskName {
-            let n = if self.stage == Stage::AskName { bare_name(text) } else { extract::name(text) };
+            let n = if self.stage == Stage::AskName {
+                bare_name(text)
+            } else {
+                extract::name(text)
+            };
             if n.is_some() {
                 self.f.name = n;
             }
@@ -1001,7 +1247,7 @@ impl RulesBrain {
             }
         }
         // Opt-out wins over everything.
-        if extract::opts_out(&text) || has(&text, &["do not contact", "don't contact", "never call", "stop contacting"]) {
+        if opts_out(&text) {
             self.release(out);
             self.intent.get_or_insert(Intent::Unclear);
             self.learn(&text);
@@ -1022,7 +1268,19 @@ impl RulesBrain {
         if !pref.is_empty() {
             self.f.pref = pref;
         }
-        if extract::wants_human(&text) || has(&text, &["speak to a person", "speak with someone", "speak to somebody", "talk to somebody", "a human", "someone real"]) {
+        if extract::wants_human(&text)
+            || has(
+                &text,
+                &[
+                    "speak to a person",
+                    "speak with someone",
+                    "speak to somebody",
+                    "talk to somebody",
+                    "a human",
+                    "someone real",
+                ],
+            )
+        {
             self.release(out);
             if self.intent.is_none() {
                 self.intent = Some(extract::intent(&text).unwrap_or(Intent::Unclear));
@@ -1039,9 +1297,17 @@ impl RulesBrain {
         let wants_callback = has(
             &text,
             &[
-                "call me back", "call back", "callback", "ring me", "call me instead",
-                "ask someone to call", "someone call me", "someone to call me", "get back to me",
-                "ring me back", "phone me back",
+                "call me back",
+                "call back",
+                "callback",
+                "ring me",
+                "call me instead",
+                "ask someone to call",
+                "someone call me",
+                "someone to call me",
+                "get back to me",
+                "ring me back",
+                "phone me back",
             ],
         );
         if wants_callback
@@ -1065,7 +1331,10 @@ impl RulesBrain {
         match stage {
             Stage::AskName => {
                 if self.f.name.is_some() {
-                    let l = fill(&self.p().ack_name, &[("name", self.f.name.as_deref().unwrap_or(""))]);
+                    let l = fill(
+                        &self.p().ack_name,
+                        &[("name", self.f.name.as_deref().unwrap_or(""))],
+                    );
                     self.say(l, out);
                 }
                 self.advance(now, out);
@@ -1093,7 +1362,9 @@ impl RulesBrain {
             }
             Stage::PricingOffer | Stage::ReferralOffer => match affirm(&text) {
                 Some(true) => self.booking_path(now, out),
-                _ if !self.f.pref.is_empty() && self.f.pref != before_pref => self.booking_path(now, out),
+                _ if !self.f.pref.is_empty() && self.f.pref != before_pref => {
+                    self.booking_path(now, out)
+                }
                 Some(false) if stage == Stage::ReferralOffer => self.start_callback(out),
                 Some(false) => {
                     self.record_answer(out);
@@ -1107,13 +1378,20 @@ impl RulesBrain {
             },
             Stage::Offered => {
                 let tz = self.caller_tz();
-                if !self.f.pref.is_empty() && self.f.pref != before_pref && !matches!(pick(&text, &self.offers, tz), Pick::Slot(_)) {
+                if !self.f.pref.is_empty()
+                    && self.f.pref != before_pref
+                    && !matches!(pick(&text, &self.offers, tz), Pick::Slot(_))
+                {
                     return self.find_slots(now, out);
                 }
                 match pick(&text, &self.offers, tz) {
                     Pick::Slot(i) => {
                         let o = self.offers[i].clone();
-                        self.job("hold_slot", json!({"owner": o.owner, "start": o.start}), out);
+                        self.job(
+                            "hold_slot",
+                            json!({"owner": o.owner, "start": o.start}),
+                            out,
+                        );
                         self.chosen = Some(o);
                         self.stage = Stage::Busy;
                     }
@@ -1127,8 +1405,14 @@ impl RulesBrain {
                     }
                     Pick::Unknown => {
                         let (a, b) = (
-                            self.offers.first().map(|o| o.spoken.clone()).unwrap_or_default(),
-                            self.offers.get(1).map(|o| o.spoken.clone()).unwrap_or_default(),
+                            self.offers
+                                .first()
+                                .map(|o| o.spoken.clone())
+                                .unwrap_or_default(),
+                            self.offers
+                                .get(1)
+                                .map(|o| o.spoken.clone())
+                                .unwrap_or_default(),
                         );
                         let l = if self.offers.len() > 1 {
                             fill(&self.p().pick_slot, &[("slot1", &a), ("slot2", &b)])
@@ -1170,15 +1454,20 @@ impl RulesBrain {
             Stage::AskEmail => self.confirm(out),
             Stage::AfterRelease => {
                 if !self.f.pref.is_empty() && self.f.pref != before_pref
-                    || has(&text, &["different time", "another time", "other time", "different day", "another day"])
+                    || has(
+                        &text,
+                        &[
+                            "different time",
+                            "another time",
+                            "other time",
+                            "different day",
+                            "another day",
+                        ],
+                    )
                 {
                     return self.find_slots(now, out);
                 }
-                if affirm(&text) == Some(false) && !has(&text, &["call", "ring"]) {
-                    self.start_callback(out);
-                } else {
-                    self.start_callback(out);
-                }
+                self.start_callback(out);
             }
             Stage::AskNumber => {
                 if self.f.callback.is_some() || affirm(&text) == Some(true) {
@@ -1262,12 +1551,65 @@ impl RulesBrain {
         let k = &s.knowledge;
         let n = norm(text);
         let sections: [(&str, &Vec<Fact>, bool); 3] = [
-            ("opening hours", &k.hours, has(text, &["open", "opening", "close", "closing", "hours", "what time", "how late", "how early", "weekend", "saturday", "sunday"])),
-            ("where the business is", &k.location, has(text, &["where", "address", "located", "location", "based", "office", "directions", "parking"])),
-            ("the services offered", &k.services, has(text, &["do you do", "do you offer", "services", "what do you", "can you help with", "do you provide"])),
+            (
+                "opening hours",
+                &k.hours,
+                has(
+                    text,
+                    &[
+                        "open",
+                        "opening",
+                        "close",
+                        "closing",
+                        "hours",
+                        "what time",
+                        "how late",
+                        "how early",
+                        "weekend",
+                        "saturday",
+                        "sunday",
+                    ],
+                ),
+            ),
+            (
+                "where the business is",
+                &k.location,
+                has(
+                    text,
+                    &[
+                        "where",
+                        "address",
+                        "located",
+                        "location",
+                        "based",
+                        "office",
+                        "directions",
+                        "parking",
+                    ],
+                ),
+            ),
+            (
+                "the services offered",
+                &k.services,
+                has(
+                    text,
+                    &[
+                        "do you do",
+                        "do you offer",
+                        "services",
+                        "what do you",
+                        "can you help with",
+                        "do you provide",
+                    ],
+                ),
+            ),
         ];
         for (topic, facts, asked) in sections {
-            let hit = find_fact(facts, &n).or(if asked && !facts.is_empty() { Some(0) } else { None });
+            let hit = find_fact(facts, &n).or(if asked && !facts.is_empty() {
+                Some(0)
+            } else {
+                None
+            });
             if let (true, Some(i)) = (asked, hit) {
                 let fact = facts[i].clone();
                 let answer = if fact.subject.is_empty() {
@@ -1289,13 +1631,21 @@ impl RulesBrain {
         false
     }
 
-    fn open_turn(&mut self, text: &str, said: Option<Intent>, now: Instant, out: &mut Vec<Directive>) {
+    fn open_turn(
+        &mut self,
+        text: &str,
+        said: Option<Intent>,
+        now: Instant,
+        out: &mut Vec<Directive>,
+    ) {
         let customer = self.ctx.as_ref().is_some_and(|c| c.customer);
         let intent = match said {
             // "how much" from a customer is still pricing; a problem is support.
             Some(i) => Some(i),
             None if is_question(text) && self.answer_fact(text, out) => return,
-            None if customer && !contentless(text) && self.f.name.is_none() => Some(Intent::Support),
+            None if customer && !contentless(text) && self.f.name.is_none() => {
+                Some(Intent::Support)
+            }
             None => None,
         };
         match intent {
@@ -1310,7 +1660,8 @@ impl RulesBrain {
                 self.advance(now, out);
             }
             None => {
-                let thin = contentless(text) || (self.f.name.is_some() && text.split_whitespace().count() <= 8);
+                let thin = contentless(text)
+                    || (self.f.name.is_some() && text.split_whitespace().count() <= 8);
                 if thin && self.reasks < 2 {
                     self.reasks += 1;
                     let l = match &self.f.name {
@@ -1381,14 +1732,20 @@ impl RulesBrain {
                         self.start_callback_quiet(out);
                     }
                     1 => {
-                        let l = fill(&self.p().offer_one_slot, &[("slot1", &self.offers[0].spoken)]);
+                        let l = fill(
+                            &self.p().offer_one_slot,
+                            &[("slot1", &self.offers[0].spoken)],
+                        );
                         self.say(l, out);
                         self.stage = Stage::Offered;
                     }
                     _ => {
                         let l = fill(
                             &self.p().offer_slots,
-                            &[("slot1", &self.offers[0].spoken), ("slot2", &self.offers[1].spoken)],
+                            &[
+                                ("slot1", &self.offers[0].spoken),
+                                ("slot2", &self.offers[1].spoken),
+                            ],
                         );
                         self.say(l, out);
                         self.stage = Stage::Offered;
@@ -1396,7 +1753,11 @@ impl RulesBrain {
                 }
             }
             "hold_slot" => {
-                let id = o.result.get("hold_id").and_then(|v| v.as_str()).map(str::to_string);
+                let id = o
+                    .result
+                    .get("hold_id")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string);
                 if self.stage == Stage::Done {
                     // The caller opted out or asked for a person meanwhile.
                     if let Some(h) = id {
@@ -1407,7 +1768,10 @@ impl RulesBrain {
                 match (o.ok, id, self.chosen.clone()) {
                     (true, Some(h), Some(c)) => {
                         self.hold = Some(h);
-                        let l = fill(&self.p().readback, &[("slot", &c.spoken), ("owner", &c.owner_name)]);
+                        let l = fill(
+                            &self.p().readback,
+                            &[("slot", &c.spoken), ("owner", &c.owner_name)],
+                        );
                         self.say(l, out);
                         self.stage = Stage::ReadBack;
                     }
@@ -1554,13 +1918,25 @@ mod tests {
     #[test]
     fn names_said_alone() {
         assert_eq!(bare_name("Jane Doe").as_deref(), Some("Jane Doe"));
-        assert_eq!(bare_name("yeah it's Tom, Tom Hughes").as_deref(), Some("Tom Hughes"));
-        assert_eq!(bare_name("Priya Natarajan, n a t a r a j a n").as_deref(), Some("Priya Natarajan"));
+        assert_eq!(
+            bare_name("yeah it's Tom, Tom Hughes").as_deref(),
+            Some("Tom Hughes")
+        );
+        assert_eq!(
+            bare_name("Priya Natarajan, n a t a r a j a n").as_deref(),
+            Some("Priya Natarajan")
+        );
     }
 
     #[test]
     fn referrers() {
-        assert_eq!(referrer("I was referred by Sarah at Acme").as_deref(), Some("Sarah at Acme"));
-        assert_eq!(referrer("my colleague Tom recommended you").as_deref(), Some("Tom"));
+        assert_eq!(
+            referrer("I was referred by Sarah at Acme").as_deref(),
+            Some("Sarah at Acme")
+        );
+        assert_eq!(
+            referrer("my colleague Tom recommended you").as_deref(),
+            Some("Tom")
+        );
     }
 }

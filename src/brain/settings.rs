@@ -109,7 +109,12 @@ impl TiersConfig {
         let ranges: [(&str, u32, u32, u32); 4] = [
             ("tiers.b_team_size", self.b_team_size, 2, 100_000),
             ("tiers.b_callback_minutes", self.b_callback_minutes, 1, 1440),
-            ("tiers.c_callback_minutes", self.c_callback_minutes, 5, 10_080),
+            (
+                "tiers.c_callback_minutes",
+                self.c_callback_minutes,
+                5,
+                10_080,
+            ),
             ("tiers.slot_days", self.slot_days, 1, 60),
         ];
         for (key, v, lo, hi) in ranges {

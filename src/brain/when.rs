@@ -32,7 +32,8 @@ impl TimePref {
         let (first, last) = match (self.day, self.next_week) {
             (Some(d), _) => (d, d),
             (None, true) => {
-                let monday = today + Duration::days(7 - today.weekday().num_days_from_monday() as i64);
+                let monday =
+                    today + Duration::days(7 - today.weekday().num_days_from_monday() as i64);
                 (monday, monday + Duration::days(4))
             }
             (None, false) => (today, today + Duration::days(i64::from(days))),
@@ -118,7 +119,9 @@ fn clock(w: &[String], i: usize, part: Option<(u32, u32)>) -> Option<(u32, usize
             used = 3;
         }
         "quarter" if tok(i + 1) == Some("to") => {
-            h = tok(i + 2).and_then(number).map(|x| if x == 1 { 12 } else { x - 1 });
+            h = tok(i + 2)
+                .and_then(number)
+                .map(|x| if x == 1 { 12 } else { x - 1 });
             m = 45;
             used = 3;
         }
@@ -127,7 +130,9 @@ fn clock(w: &[String], i: usize, part: Option<(u32, u32)>) -> Option<(u32, usize
                 Some(p) if p > 0 => (&t[..p], &t[p..]),
                 _ => (t, ""),
             };
-            if let Some(x) = number(num).filter(|x| (1..=12).contains(x) || num.len() <= 2 && *x <= 23) {
+            if let Some(x) =
+                number(num).filter(|x| (1..=12).contains(x) || num.len() <= 2 && *x <= 23)
+            {
                 h = Some(x);
                 used = 1;
                 match suffix {
@@ -141,7 +146,9 @@ fn clock(w: &[String], i: usize, part: Option<(u32, u32)>) -> Option<(u32, usize
                     k += 1;
                 }
                 let mins = match tok(k) {
-                    Some(x) if x.len() == 2 && x.chars().all(|c| c.is_ascii_digit()) => x.parse().ok(),
+                    Some(x) if x.len() == 2 && x.chars().all(|c| c.is_ascii_digit()) => {
+                        x.parse().ok()
+                    }
                     Some("thirty") => Some(30),
                     Some("fifteen") => Some(15),
                     Some("forty-five") => Some(45),
@@ -204,14 +211,23 @@ pub fn preference(text: &str, today: NaiveDate) -> TimePref {
     }
     // Day.
     for (i, t) in w.iter().enumerate() {
-        if t == "today" || t == "tonight" || (t == "this" && matches!(w.get(i + 1).map(String::as_str), Some("morning" | "afternoon" | "evening"))) {
+        if t == "today"
+            || t == "tonight"
+            || (t == "this"
+                && matches!(
+                    w.get(i + 1).map(String::as_str),
+                    Some("morning" | "afternoon" | "evening")
+                ))
+        {
             p.day = Some(today);
         } else if t == "tomorrow" {
             p.day = today.succ_opt();
         } else if t == "week" && i > 0 && w[i - 1] == "next" {
             p.next_week = true;
         } else if let Some(wd) = weekday(t) {
-            let ahead = (wd.num_days_from_monday() as i64 - today.weekday().num_days_from_monday() as i64).rem_euclid(7);
+            let ahead = (wd.num_days_from_monday() as i64
+                - today.weekday().num_days_from_monday() as i64)
+                .rem_euclid(7);
             let ahead = if ahead == 0 { 7 } else { ahead };
             // "next Tuesday" said on a Monday is usually the 8th day, not tomorrow.
             let next = i > 0 && w[i - 1] == "next" && ahead < 7 && ahead <= 2;
@@ -222,14 +238,21 @@ pub fn preference(text: &str, today: NaiveDate) -> TimePref {
     let mut i = 0;
     while i < w.len() {
         let t = w[i].as_str();
-        let lead = matches!(t, "after" | "from" | "before" | "until" | "till" | "at" | "around" | "about");
+        let lead = matches!(
+            t,
+            "after" | "from" | "before" | "until" | "till" | "at" | "around" | "about"
+        );
         let start = if lead { i + 1 } else { i };
         if let Some((m, used)) = clock(&w, start, part) {
             // A bare number only counts after a lead word or with a marker.
             let marked = lead
                 || matches!(w[start].as_str(), "half" | "quarter" | "noon" | "midday")
-                || w[start].contains(|c: char| c.is_ascii_digit()) && (w[start].ends_with("am") || w[start].ends_with("pm"))
-                || matches!(w.get(start + used - 1).map(String::as_str), Some("am" | "pm" | "o'clock"))
+                || w[start].contains(|c: char| c.is_ascii_digit())
+                    && (w[start].ends_with("am") || w[start].ends_with("pm"))
+                || matches!(
+                    w.get(start + used - 1).map(String::as_str),
+                    Some("am" | "pm" | "o'clock")
+                )
                 || w.get(start + 1).map(String::as_str) == Some(":");
             if marked {
                 match t {
@@ -254,12 +277,73 @@ pub fn preference(text: &str, today: NaiveDate) -> TimePref {
 pub fn zone_in(text: &str) -> Option<Tz> {
     let t = format!(" {} ", words(text).join(" "));
     const ZONES: &[(&[&str], Tz)] = &[
-        (&["eastern", "new york", "boston", "florida", "miami", "atlanta", "washington dc", "philadelphia", "toronto", "est", "edt"], chrono_tz::America::New_York),
-        (&["central time", "chicago", "texas", "dallas", "houston", "austin", "cst", "cdt"], chrono_tz::America::Chicago),
-        (&["mountain time", "denver", "colorado", "utah", "mst", "mdt"], chrono_tz::America::Denver),
+        (
+            &[
+                "eastern",
+                "new york",
+                "boston",
+                "florida",
+                "miami",
+                "atlanta",
+                "washington dc",
+                "philadelphia",
+                "toronto",
+                "est",
+                "edt",
+            ],
+            chrono_tz::America::New_York,
+        ),
+        (
+            &[
+                "central time",
+                "chicago",
+                "texas",
+                "dallas",
+                "houston",
+                "austin",
+                "cst",
+                "cdt",
+            ],
+            chrono_tz::America::Chicago,
+        ),
+        (
+            &["mountain time", "denver", "colorado", "utah", "mst", "mdt"],
+            chrono_tz::America::Denver,
+        ),
         (&["arizona", "phoenix"], chrono_tz::America::Phoenix),
-        (&["pacific", "california", "los angeles", "san francisco", "seattle", "portland oregon", "vancouver", "pst", "pdt"], chrono_tz::America::Los_Angeles),
-        (&["london", "uk", "england", "scotland", "edinburgh", "glasgow", "manchester", "birmingham", "wales", "cardiff", "belfast", "gmt", "bst", "british time"], chrono_tz::Europe::London),
+        (
+            &[
+                "pacific",
+                "california",
+                "los angeles",
+                "san francisco",
+                "seattle",
+                "portland oregon",
+                "vancouver",
+                "pst",
+                "pdt",
+            ],
+            chrono_tz::America::Los_Angeles,
+        ),
+        (
+            &[
+                "london",
+                "uk",
+                "england",
+                "scotland",
+                "edinburgh",
+                "glasgow",
+                "manchester",
+                "birmingham",
+                "wales",
+                "cardiff",
+                "belfast",
+                "gmt",
+                "bst",
+                "british time",
+            ],
+            chrono_tz::Europe::London,
+        ),
         (&["dublin", "ireland"], chrono_tz::Europe::Dublin),
         (&["paris", "france"], chrono_tz::Europe::Paris),
         (&["berlin", "germany"], chrono_tz::Europe::Berlin),
@@ -282,10 +366,22 @@ pub fn zone_of_number(e164: &str, fallback: Tz) -> Tz {
     }
     if let Some(rest) = d.strip_prefix('1') {
         let area = rest.get(..3).unwrap_or("");
-        const PACIFIC: &[&str] = &["206", "213", "253", "310", "323", "360", "408", "415", "424", "425", "503", "510", "530", "559", "562", "619", "626", "650", "657", "661", "702", "707", "714", "747", "760", "805", "818", "831", "858", "909", "916", "925", "949", "971"];
-        const MOUNTAIN: &[&str] = &["303", "385", "406", "435", "505", "575", "720", "801", "970", "208", "307"];
+        const PACIFIC: &[&str] = &[
+            "206", "213", "253", "310", "323", "360", "408", "415", "424", "425", "503", "510",
+            "530", "559", "562", "619", "626", "650", "657", "661", "702", "707", "714", "747",
+            "760", "805", "818", "831", "858", "909", "916", "925", "949", "971",
+        ];
+        const MOUNTAIN: &[&str] = &[
+            "303", "385", "406", "435", "505", "575", "720", "801", "970", "208", "307",
+        ];
         const ARIZONA: &[&str] = &["480", "520", "602", "623", "928"];
-        const CENTRAL: &[&str] = &["205", "210", "214", "217", "224", "281", "309", "312", "314", "316", "318", "331", "346", "405", "409", "414", "469", "479", "501", "504", "507", "512", "515", "563", "573", "601", "608", "612", "615", "618", "630", "636", "651", "682", "708", "713", "715", "731", "737", "763", "773", "779", "815", "816", "817", "830", "832", "847", "901", "903", "913", "918", "920", "936", "940", "952", "956", "972", "979"];
+        const CENTRAL: &[&str] = &[
+            "205", "210", "214", "217", "224", "281", "309", "312", "314", "316", "318", "331",
+            "346", "405", "409", "414", "469", "479", "501", "504", "507", "512", "515", "563",
+            "573", "601", "608", "612", "615", "618", "630", "636", "651", "682", "708", "713",
+            "715", "731", "737", "763", "773", "779", "815", "816", "817", "830", "832", "847",
+            "901", "903", "913", "918", "920", "936", "940", "952", "956", "972", "979",
+        ];
         return if PACIFIC.contains(&area) {
             chrono_tz::America::Los_Angeles
         } else if MOUNTAIN.contains(&area) {
@@ -332,13 +428,31 @@ mod tests {
 
     #[test]
     fn zones_from_words_and_numbers() {
-        assert_eq!(zone_in("I'm in New York"), Some(chrono_tz::America::New_York));
-        assert_eq!(zone_in("we're on pacific time"), Some(chrono_tz::America::Los_Angeles));
-        assert_eq!(zone_in("I'm calling from Glasgow"), Some(chrono_tz::Europe::London));
+        assert_eq!(
+            zone_in("I'm in New York"),
+            Some(chrono_tz::America::New_York)
+        );
+        assert_eq!(
+            zone_in("we're on pacific time"),
+            Some(chrono_tz::America::Los_Angeles)
+        );
+        assert_eq!(
+            zone_in("I'm calling from Glasgow"),
+            Some(chrono_tz::Europe::London)
+        );
         assert_eq!(zone_in("hello there"), None);
         let ldn = chrono_tz::Europe::London;
-        assert_eq!(zone_of_number("+14155552671", ldn), chrono_tz::America::Los_Angeles);
-        assert_eq!(zone_of_number("+12125550100", ldn), chrono_tz::America::New_York);
-        assert_eq!(zone_of_number("+447700900123", chrono_tz::America::Chicago), ldn);
+        assert_eq!(
+            zone_of_number("+14155552671", ldn),
+            chrono_tz::America::Los_Angeles
+        );
+        assert_eq!(
+            zone_of_number("+12125550100", ldn),
+            chrono_tz::America::New_York
+        );
+        assert_eq!(
+            zone_of_number("+447700900123", chrono_tz::America::Chicago),
+            ldn
+        );
     }
 }

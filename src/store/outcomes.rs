@@ -80,11 +80,14 @@ impl Store {
                     .bind(to_ms(now))
                     .execute(p)
                     .await?
+                    .rows_affected()
                 });
-                self.lead_id_by_sid(&sid).await?.ok_or(StoreError::Corrupt {
-                    table: "leads",
-                    column: "call_sid",
-                })?
+                self.lead_id_by_sid(&sid)
+                    .await?
+                    .ok_or(StoreError::Corrupt {
+                        table: "leads",
+                        column: "call_sid",
+                    })?
             }
         };
         let l = &o.lead;
@@ -113,6 +116,7 @@ impl Store {
             .bind(o.callback_due.map(to_ms))
             .execute(p)
             .await?
+            .rows_affected()
         });
         on_pool!(self, |p| {
             sqlx::query(
@@ -126,6 +130,7 @@ impl Store {
             .bind(to_ms(now))
             .execute(p)
             .await?
+            .rows_affected()
         });
         if opted {
             self.set_do_not_contact(l.contact.phone_e164.expose(), now)
@@ -137,6 +142,7 @@ impl Store {
                 .bind(format!("lead.created:{id}"))
                 .execute(p)
                 .await?
+                .rows_affected()
             });
         }
         Ok(id)
@@ -170,6 +176,7 @@ impl Store {
             .bind(to_ms(now))
             .execute(p)
             .await?
+            .rows_affected()
         });
         Ok(())
     }
