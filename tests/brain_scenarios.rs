@@ -21,7 +21,7 @@ use frontdesk::clock::ManualClock;
 use frontdesk::config::{env, Config, Env};
 use frontdesk::pii::Pii;
 use frontdesk::store::{HoldStatus, LeadFilter, LeadRecord, NewContact, Store};
-use sqlx::{Column, Row};
+use sqlx::Row;
 
 /// Tuesday 1 December 2026, 10:00 in London: open.
 const IN_HOURS: &str = "2026-12-01T10:00:00Z";
@@ -294,7 +294,10 @@ async fn booking_body(db: TestDb) {
     assert_eq!(local(b[0].start), "Fri 10:00");
     assert_eq!(h.contacts().await, 1, "one contact for the number");
 }
-on_both_databases!(a_demo_request_is_booked_in_the_callers_window, booking_body);
+on_both_databases!(
+    a_demo_request_is_booked_in_the_callers_window,
+    super::booking_body
+);
 
 #[tokio::test]
 async fn half_ten_is_offered_at_ten_thirty() {
@@ -880,7 +883,10 @@ async fn opt_out_body(db: TestDb) {
     let acts = h.store().activities(&contact.id).await.unwrap();
     assert!(acts.iter().all(|a| a.kind != "task"), "no callback task");
 }
-on_both_databases!(an_opt_out_is_marked_and_gets_no_callback, opt_out_body);
+on_both_databases!(
+    an_opt_out_is_marked_and_gets_no_callback,
+    super::opt_out_body
+);
 
 #[tokio::test]
 async fn opting_out_with_a_held_slot_releases_it() {

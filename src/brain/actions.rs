@@ -340,8 +340,16 @@ impl Actions {
         let h = &self.p.hours;
         let step = chrono::Duration::minutes(1);
         let horizon = now + chrono::Duration::days(15);
+        // Openings fall on whole minutes: step on the minute grid.
+        let secs = now.timestamp().rem_euclid(60);
+        let on_grid = if secs == 0 && now.timestamp_subsec_nanos() == 0 {
+            now
+        } else {
+            now + chrono::Duration::seconds(60 - secs)
+                - chrono::Duration::nanoseconds(i64::from(now.timestamp_subsec_nanos()))
+        };
         if tier == "B" {
-            let mut t = now;
+            let mut t = if h.is_open(now) { now } else { on_grid };
             while !h.is_open(t) && t < horizon {
                 t += step;
             }

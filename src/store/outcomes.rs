@@ -97,7 +97,7 @@ impl Store {
                    intent = $4, tier = $5, source = COALESCE($6, source), \
                    transcript_id = COALESCE($7, transcript_id), timezone = COALESCE($8, timezone), \
                    notes = $9, routing_owner = $10, outcome = $11, outcome_seq = $12, \
-                   after_hours = $13, callback_due_ms = $14 \
+                   after_hours = $13, callback_due_ms = $14, phone_e164 = $15 \
                  WHERE id = $1 AND outcome_seq < $12",
             )
             .bind(&id)
@@ -114,6 +114,7 @@ impl Store {
             .bind(o.seq)
             .bind(i64::from(o.after_hours))
             .bind(o.callback_due.map(to_ms))
+            .bind(l.contact.phone_e164.expose())
             .execute(p)
             .await?
             .rows_affected()
