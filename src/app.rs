@@ -368,12 +368,12 @@ fn build_notify(
     })))
 }
 
+/// The conversation factory and the action layer, as [`build_brain`] makes them.
+pub type BrainHandles = (Arc<dyn ConversationFactory>, Arc<dyn ToolExecutor>);
+
 /// The conversation factory `[brain] kind` asks for, and the action layer
 /// its tool jobs run on (the same calendar, CRM and store the API uses).
-pub fn build_brain(
-    config: &Config,
-    services: &Services,
-) -> Result<(Arc<dyn ConversationFactory>, Arc<dyn ToolExecutor>), ConfigError> {
+pub fn build_brain(config: &Config, services: &Services) -> Result<BrainHandles, ConfigError> {
     use crate::brain::actions::{ActionParts, Actions};
     use crate::brain::rules::{RulesBrains, RulesSettings};
     let hours = business_hours(config, services.business_tz)?;

@@ -436,7 +436,7 @@ fn bare_name(text: &str) -> Option<String> {
     }
     if parts.len() == 3 {
         let first = parts[0].clone();
-        if parts[1..].iter().any(|p| *p == first) {
+        if parts[1..].contains(&first) {
             parts.remove(0);
         }
     }
