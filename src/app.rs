@@ -15,6 +15,9 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use crate::booking::{CalcomCalendar, Calendar, CalendarProvider, LocalCalendar};
+use crate::config::brain::BrainKind;
+use crate::call::conversation::{ConversationFactory, ScriptedConversations};
+use crate::call::ToolExecutor;
 use crate::clock::{Clock, TokioSleeper};
 use crate::config::{env, Config, ConfigError, Env};
 use crate::crm::{Crm, CrmProvider, HubspotCrm, LocalCrm};
@@ -75,6 +78,10 @@ pub struct App {
     pub services: Services,
     /// Bearer token of `/api` (`None`: every API route answers 401).
     pub api_token: Option<Secret<String>>,
+    /// Makes each media call's conversation (`[brain] kind`).
+    pub conversations: Arc<dyn ConversationFactory>,
+    /// The action layer the conversations' tool jobs run on.
+    pub tools: Arc<dyn ToolExecutor>,
 }
 
 impl std::fmt::Debug for App {
@@ -136,6 +143,13 @@ impl App {
                 return Err(ConfigError::missing_env(&need.key, &need.value, need.var));
             }
         }
+        // The rules brain's phrases and knowledge (embedded or the files
+        // `[brain]` names), parsed and checked.
+        crate::brain::phrases::load(
+            config.brain.phrases.as_deref(),
+            config.brain.knowledge.as_deref(),
+        )?;
+        business_hours(config, chrono_tz::UTC)?;
         // Files the providers load at start-up (e.g. the scripted TTS audio).
         Providers::from_config(config, env, Arc::new(Metrics::default()))
             .map_err(|e| ConfigError::invalid(e.key.clone(), e.message.clone()))?;
@@ -168,12 +182,15 @@ impl App {
             .map_err(|e| ConfigError::invalid(e.key.clone(), e.message.clone()))?;
         let store = Store::connect(&v.database_url, &config.storage).await?;
         let services = Services::build(&config, env, &v, store, clock)?;
+        let (conversations, tools) = build_brain(&config, &services)?;
         Ok(App {
             config: Arc::new(config),
             metrics,
             providers,
             services,
             api_token: env.secret(env::API_TOKEN),
+            conversations,
+            tools,
         })
     }
 }
@@ -422,4 +439,54 @@ fn own_numbers(config: &Config) -> Vec<String> {
     own.sort();
     own.dedup();
     own
+}
+
+/// The conversation factory and the action layer, as [`build_brain`] makes them.
+pub type BrainHandles = (Arc<dyn ConversationFactory>, Arc<dyn ToolExecutor>);
+
+/// The conversation factory `[brain] kind` asks for, and the action layer
+/// its tool jobs run on (the same calendar, CRM and store the API uses).
+pub fn build_brain(config: &Config, services: &Services) -> Result<BrainHandles, ConfigError> {
+    use crate::brain::actions::{ActionParts, Actions};
+    use crate::brain::rules::{RulesBrains, RulesSettings};
+    let hours = business_hours(config, services.business_tz)?;
+    let actions = Actions::new(ActionParts {
+        store: services.store.clone(),
+        calendar: services.calendar.clone(),
+        crm: services.crm.clone(),
+        clock: services.clock.clone(),
+        region: services.region,
+        hours,
+        tiers: config.tiers.clone(),
+        hold_ttl: services.hold_ttl,
+    });
+    let conversations: Arc<dyn ConversationFactory> =
+        match config.brain.kind {
+            BrainKind::Rules => {
+                let (phrases, knowledge) = crate::brain::phrases::load(
+                    config.brain.phrases.as_deref(),
+                    config.brain.knowledge.as_deref(),
+                )?;
+                Arc::new(RulesBrains::new(RulesSettings {
+                    business: config.business.name.clone(),
+                    phrases,
+                    knowledge,
+                    tiers: config.tiers.clone(),
+                    business_tz: services.business_tz,
+                    region: services.region,
+                    slot_end_ms: config.vad.slot_end_ms,
+                    always_recorded: config.recording.always,
+                }))
+            }
+            BrainKind::Scripted => Arc::new(ScriptedConversations {
+                greeting: config.call.greeting.clone(),
+                system_prompt: crate::call::driver::SYSTEM_PROMPT
+                    .replace("{business}", &config.business.name),
+            }),
+            BrainKind::Llm => return Err(ConfigError::invalid(
+                "brain.kind",
+                "\"llm\": the llm brain is not built yet; use \"rules\" (default) or \"scripted\"",
+            )),
+        };
+    Ok((conversations, Arc::new(actions)))
 }

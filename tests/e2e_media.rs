@@ -256,6 +256,9 @@ barge_in_min_ms = 300
 [call]
 greeting = "Thanks for calling Brightside. How can I help?"
 
+[brain]
+kind = "scripted"
+
 [providers.stt]
 kind = "scripted"
 final_after_ms = 100

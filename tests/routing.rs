@@ -83,6 +83,7 @@ fn config() -> Config {
     );
     let mut c = Config::from_toml(&text).expect("config");
     c.storage.max_connections = 5;
+    c.brain.kind = frontdesk::config::brain::BrainKind::Scripted;
     c
 }
 

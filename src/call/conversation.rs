@@ -107,12 +107,25 @@ pub enum Directive {
     RunTool(ToolJob),
     /// End the call once everything already asked for has been said.
     End(Ending),
+    /// From the caller's next turn on, their turn ends after this many ms
+    /// of silence (`None`: `[vad] end_ms` again) — longer while they read
+    /// out a number, an e-mail address or a spelling.
+    EndOfTurn(Option<u32>),
 }
 
 /// One call's conversation. See the module docs.
 pub trait Conversation: Send {
     /// React to `event`, appending what to do to `out`.
     fn on_event(&mut self, event: Event, now: Instant, out: &mut Vec<Directive>);
+
+    /// The caller's words with what must never be kept (card numbers, bank
+    /// details, health information) removed, or `None` when nothing is to
+    /// be removed. The session applies it before a turn is recorded or told
+    /// to the conversation. Default: nothing removed.
+    fn scrub(&self, text: &str) -> Option<String> {
+        let _ = text;
+        None
+    }
 }
 
 /// Makes a [`Conversation`] per call.

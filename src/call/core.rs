@@ -329,6 +329,16 @@ fn samples_ms(samples: usize) -> u64 {
 }
 
 impl CallCore {
+    /// The caller's turn ends after `ms` of silence from now on (`None`:
+    /// `[vad] end_ms`): the conversation asks for longer while the caller
+    /// reads out a number or spells something.
+    pub fn set_end_of_turn_ms(&mut self, ms: Option<u32>) {
+        self.vad
+            .set_end_ms(ms.unwrap_or(self.cfg.vad.end_ms).clamp(20, 10_000));
+    }
+}
+
+impl CallCore {
     /// A core waiting for the stream's `start`.
     pub fn new(cfg: CoreConfig) -> Self {
         CallCore {

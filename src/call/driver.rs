@@ -29,13 +29,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
-use super::conversation::{ConversationFactory, ScriptedConversations};
+use super::conversation::ConversationFactory;
 use super::core::{CoreConfig, HangupReason, Observation};
 use super::record::RecordWriter;
 use super::recording::CallRecording;
 use super::reply::{run_reply, Voice};
 use super::session::{Output, Record, Session, SessionConfig};
-use super::tools::{NoTools, StoreBackedTools, ToolExecutor, ToolRunner};
+use super::tools::{StoreBackedTools, ToolExecutor, ToolRunner};
 use crate::app::App;
 use crate::audio::PHONE_RATE;
 use crate::carrier::{CallEvent, CarrierCodec, CarrierCommand, StreamStart};
@@ -84,22 +84,18 @@ impl std::fmt::Debug for CallServices {
 pub const SYSTEM_PROMPT: &str = include_str!("../../prompts/system.md");
 
 impl CallServices {
-    /// The handles a call needs, from the composition root: the scripted
-    /// conversation (greeting from `[call] greeting`, the system prompt with
-    /// the business name) and no tools, each job still claimed in the store.
+    /// The handles a call needs, from the composition root: the
+    /// conversation `[brain]` chose and the action layer, each job claimed
+    /// in the store first (exactly once per call and job id).
     pub fn new(app: &App, tracker: TaskTracker) -> Self {
-        let system_prompt = SYSTEM_PROMPT.replace("{business}", &app.config.business.name);
         let s = &app.services;
         CallServices {
             config: app.config.clone(),
             providers: app.providers.clone(),
             metrics: app.metrics.clone(),
-            conversations: Arc::new(ScriptedConversations {
-                greeting: app.config.call.greeting.clone(),
-                system_prompt,
-            }),
+            conversations: app.conversations.clone(),
             tools: Arc::new(StoreBackedTools::new(
-                Arc::new(NoTools),
+                app.tools.clone(),
                 s.store.clone(),
                 s.clock.clone(),
             )),

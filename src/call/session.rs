@@ -310,6 +310,7 @@ impl Session {
                     self.ending = Some(e);
                 }
             }
+            Directive::EndOfTurn(ms) => self.core.set_end_of_turn_ms(ms),
         }
     }
 
@@ -325,6 +326,7 @@ impl Session {
                 text,
                 amends_previous,
             } => {
+                let text = self.conversation.scrub(&text).unwrap_or(text);
                 let seq = match (amends_previous, self.last_caller_seq) {
                     (true, Some(s)) => s,
                     _ => self.seq(),

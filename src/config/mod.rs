@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod brain;
 pub mod env;
 pub mod notify;
 pub mod providers;
@@ -65,6 +66,10 @@ pub struct Config {
     pub webhooks: notify::WebhooksConfig,
     /// `[sms]`: booking confirmations and missed-call text-backs.
     pub sms: notify::SmsConfig,
+    /// `[brain]`: which conversation answers calls (rules, scripted).
+    pub brain: crate::config::brain::BrainConfig,
+    /// `[tiers]`: the lead tiers A–D the brain routes by.
+    pub tiers: crate::config::brain::TiersConfig,
 }
 
 /// `[server]`
@@ -154,6 +159,11 @@ pub struct VadConfig {
     pub mode: u8,
     /// Frames quieter than this RMS level (dBFS) are never speech (default −50; line hiss sits below it).
     pub energy_floor_dbfs: f32,
+    /// Milliseconds of silence that end the caller's turn while the
+    /// receptionist waits for a phone number, an e-mail address or a
+    /// spelling, so digits read in groups are not cut off (default 1200,
+    /// 20–5000, multiple of 20, at least `end_ms`).
+    pub slot_end_ms: u32,
 }
 
 impl Default for VadConfig {
@@ -164,6 +174,7 @@ impl Default for VadConfig {
             barge_in_min_ms: 300,
             mode: 2,
             energy_floor_dbfs: -50.0,
+            slot_end_ms: 1200,
         }
     }
 }
@@ -420,6 +431,14 @@ impl Config {
             self.recording.dir = base.join(&self.recording.dir);
         }
         self.providers.resolve_relative_paths(base);
+        for p in [&mut self.brain.phrases, &mut self.brain.knowledge]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
     }
 
     /// The database URL: `FRONTDESK_DATABASE_URL` if set, else `[storage]
@@ -469,6 +488,13 @@ impl Config {
         check_ms("vad.start_ms", v.start_ms, 20, 2000, true)?;
         check_ms("vad.end_ms", v.end_ms, 20, 5000, true)?;
         check_ms("vad.barge_in_min_ms", v.barge_in_min_ms, 20, 5000, true)?;
+        check_ms("vad.slot_end_ms", v.slot_end_ms, 20, 5000, true)?;
+        if v.slot_end_ms < v.end_ms {
+            return Err(ConfigError::invalid(
+                "vad.slot_end_ms",
+                format!("{} is below vad.end_ms ({})", v.slot_end_ms, v.end_ms),
+            ));
+        }
         if v.mode > 3 {
             return Err(ConfigError::invalid(
                 "vad.mode",
@@ -601,6 +627,8 @@ impl Config {
         self.webhooks.validate()?;
         self.sms.validate()?;
         notify::validate_twilio(&self.twilio)?;
+        self.brain.validate()?;
+        self.tiers.validate()?;
         Ok(())
     }
 }

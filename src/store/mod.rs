@@ -65,6 +65,7 @@ mod claims;
 mod delivery;
 mod dashboard;
 mod outbox;
+mod outcomes;
 mod records;
 mod routing;
 mod sessions;
@@ -74,6 +75,7 @@ pub use claims::{ClaimResult, LeadCard, LeadClaim};
 pub use delivery::CallFacts;
 pub use dashboard::{CallBucket, LeadFact, BUCKET_MS};
 pub use outbox::{OutboxItem, OutboxStatus};
+pub use outcomes::{ContactHistory, LeadOutcome};
 pub use records::{
     ActivityRecord, CallEventRecord, CallRecord, ContactRecord, IngestOutcome, LeadFilter,
     LeadRecord, NewCall, NewContact, NewLead,

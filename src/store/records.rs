@@ -143,6 +143,11 @@ pub struct LeadRecord {
     pub routing_owner: Option<String>,
     /// `new` until a later stage changes it.
     pub status: String,
+    /// How the call ended for this lead (`booked`, `transferred`,
+    /// `callback`, `answered`, `opted_out`), when a call decided it.
+    pub outcome: Option<String>,
+    /// The call came outside business hours.
+    pub after_hours: bool,
     /// When it was stored.
     pub created_at: DateTime<Utc>,
 }
@@ -163,12 +168,14 @@ struct LeadRow {
     notes: Option<String>,
     routing_owner: Option<String>,
     status: String,
+    outcome: Option<String>,
+    after_hours: i64,
     created_ms: i64,
 }
 
 const LEAD_COLUMNS: &str =
     "id, contact_id, call_sid, name, email, phone_e164, intent, tier, source, \
-     transcript_id, timezone, notes, routing_owner, status, created_ms";
+     transcript_id, timezone, notes, routing_owner, status, outcome, after_hours, created_ms";
 
 impl LeadRow {
     fn into_record(self) -> Result<LeadRecord, StoreError> {
@@ -187,6 +194,8 @@ impl LeadRow {
             notes: self.notes.map(Pii::new),
             routing_owner: self.routing_owner,
             status: self.status,
+            outcome: self.outcome,
+            after_hours: self.after_hours != 0,
             created_at: from_ms(self.created_ms, "leads", "created_ms")?,
         })
     }

@@ -111,6 +111,11 @@ impl VoiceDetector {
         }
     }
 
+    /// Silence that ends a turn from now on.
+    pub fn set_end_ms(&mut self, ms: u32) {
+        self.end_ms = ms;
+    }
+
     /// Media time (ms) of the next frame.
     pub fn media_ms(&self) -> u64 {
         self.media_ms

@@ -35,7 +35,8 @@ pub async fn start(
 
 /// No greeting, an in-memory database.
 pub fn quiet_config() -> Config {
-    let mut c = Config::from_toml("[call]\ngreeting = \"\"\n").unwrap();
+    let mut c =
+        Config::from_toml("[call]\ngreeting = \"\"\n[brain]\nkind = \"scripted\"\n").unwrap();
     c.storage.url = Some("sqlite::memory:".into());
     c
 }
