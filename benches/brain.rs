@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use frontdesk::brain::actions::{CallContext, Offer};
 use frontdesk::brain::phrases::{Knowledge, Phrases};
 use frontdesk::brain::rules::{RulesBrains, RulesSettings};
-use frontdesk::config::brain::TiersConfig;
 use frontdesk::call::conversation::{CallInfo, ConversationFactory, Directive, Event};
 use frontdesk::call::tools::ToolOutcome;
+use frontdesk::config::brain::TiersConfig;
 use frontdesk::pii::Pii;
 
 const CALLS: &[&[&str]] = &[

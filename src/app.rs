@@ -15,10 +15,10 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use crate::booking::{CalcomCalendar, Calendar, CalendarProvider, LocalCalendar};
-use crate::config::brain::BrainKind;
 use crate::call::conversation::{ConversationFactory, ScriptedConversations};
 use crate::call::ToolExecutor;
 use crate::clock::{Clock, TokioSleeper};
+use crate::config::brain::BrainKind;
 use crate::config::{env, Config, ConfigError, Env};
 use crate::crm::{Crm, CrmProvider, HubspotCrm, LocalCrm};
 use crate::metrics::Metrics;

@@ -23,10 +23,10 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::brain::TiersConfig;
 use crate::booking::{Attendee, Calendar, Slot, SlotKey};
 use crate::call::tools::{ToolExecutor, ToolJob, ToolOutcome};
 use crate::clock::Clock;
+use crate::config::brain::TiersConfig;
 use crate::crm::{ContactInput, Crm, Meeting, Task};
 use crate::notify::BusinessHours;
 use crate::phone::{self, E164};

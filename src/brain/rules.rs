@@ -44,12 +44,12 @@ use serde_json::json;
 use super::actions::{CallContext, Offer, OutcomeRecord};
 use super::extract::{self, Intent};
 use super::phrases::{fill, Fact, Knowledge, Phrases};
-use crate::config::brain::TiersConfig;
 use super::when::{self, TimePref};
 use crate::call::conversation::{
     CallInfo, Conversation, ConversationFactory, Directive, Ending, Event,
 };
 use crate::call::tools::{ToolJob, ToolOutcome};
+use crate::config::brain::TiersConfig;
 use crate::phone::{self, E164};
 
 /// What every rules conversation shares: the business, its phrases and
@@ -388,7 +388,14 @@ fn tight_timeline(text: &str) -> bool {
 /// are not common words, after the usual lead-ins.
 fn bare_name(text: &str) -> Option<String> {
     if let Some(n) = extract::name(text) {
-        return Some(n);
+        // "it's Tom, Tom Hughes": a first name said twice is said once.
+        let mut words: Vec<&str> = Vec::new();
+        for w in n.split_whitespace() {
+            if !words.last().is_some_and(|l| l.eq_ignore_ascii_case(w)) {
+                words.push(w);
+            }
+        }
+        return Some(words.join(" "));
     }
     const LEAD: &[&str] = &[
         "yes", "yeah", "yep", "sure", "hi", "hello", "it's", "its", "um", "uh", "erm", "ok",

@@ -145,9 +145,24 @@ fn clock(w: &[String], i: usize, part: Option<(u32, u32)>) -> Option<(u32, usize
                 if tok(k) == Some(":") {
                     k += 1;
                 }
+                // "30", or "30pm" as in "2:30pm"
+                let mins_suffix = tok(k).and_then(|x| {
+                    let d = x.find(|c: char| !c.is_ascii_digit()).unwrap_or(x.len());
+                    (d == 2).then(|| (&x[..d], &x[d..]))
+                });
                 let mins = match tok(k) {
-                    Some(x) if x.len() == 2 && x.chars().all(|c| c.is_ascii_digit()) => {
-                        x.parse().ok()
+                    Some(_)
+                        if mins_suffix.is_some_and(|(_, suf)| {
+                            matches!(suf, "" | "am" | "pm" | "a" | "p")
+                        }) =>
+                    {
+                        let (digits, suf) = mins_suffix.unwrap_or_default();
+                        match suf {
+                            "am" | "a" => fixed = Some(false),
+                            "pm" | "p" => fixed = Some(true),
+                            _ => {}
+                        }
+                        digits.parse().ok()
                     }
                     Some("thirty") => Some(30),
                     Some("fifteen") => Some(15),

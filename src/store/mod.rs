@@ -62,8 +62,8 @@ macro_rules! in_tx {
 }
 
 mod claims;
-mod delivery;
 mod dashboard;
+mod delivery;
 mod outbox;
 mod outcomes;
 mod records;
@@ -72,8 +72,8 @@ mod sessions;
 mod slots;
 
 pub use claims::{ClaimResult, LeadCard, LeadClaim};
-pub use delivery::CallFacts;
 pub use dashboard::{CallBucket, LeadFact, BUCKET_MS};
+pub use delivery::CallFacts;
 pub use outbox::{OutboxItem, OutboxStatus};
 pub use outcomes::{ContactHistory, LeadOutcome};
 pub use records::{
