@@ -189,35 +189,36 @@ async fn sync_survives_an_outage(db: TestDb) {
     for _ in 0..5 {
         worker.run_once().await.unwrap();
     }
-    let s = m.lock().unwrap();
-    assert_eq!(s.contacts.len(), 1, "one contact");
-    assert_eq!(
-        s.contacts[0].1.get("phone_e164").map(String::as_str),
-        Some("+447700900123")
-    );
-    let kinds: Vec<&str> = s.engagements.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        kinds.iter().filter(|k| **k == "notes").count(),
-        1,
-        "{kinds:?}"
-    );
-    assert_eq!(
-        kinds.iter().filter(|k| **k == "tasks").count(),
-        1,
-        "{kinds:?}"
-    );
-    let task = &s.engagements.iter().find(|(k, _)| k == "tasks").unwrap().1;
-    // Tier B in hours: due five minutes after the call.
-    assert_eq!(
-        task["properties"]["hs_timestamp"],
-        "2026-12-01T10:05:00.000Z"
-    );
-    let note = &s.engagements.iter().find(|(k, _)| k == "notes").unwrap().1;
-    assert!(note["properties"]["hs_note_body"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("40 seats"));
-    drop(s);
+    {
+        let s = m.lock().unwrap();
+        assert_eq!(s.contacts.len(), 1, "one contact");
+        assert_eq!(
+            s.contacts[0].1.get("phone_e164").map(String::as_str),
+            Some("+447700900123")
+        );
+        let kinds: Vec<&str> = s.engagements.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "notes").count(),
+            1,
+            "{kinds:?}"
+        );
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "tasks").count(),
+            1,
+            "{kinds:?}"
+        );
+        let task = &s.engagements.iter().find(|(k, _)| k == "tasks").unwrap().1;
+        // Tier B in hours: due five minutes after the call.
+        assert_eq!(
+            task["properties"]["hs_timestamp"],
+            "2026-12-01T10:05:00.000Z"
+        );
+        let note = &s.engagements.iter().find(|(k, _)| k == "notes").unwrap().1;
+        assert!(note["properties"]["hs_note_body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("40 seats"));
+    }
 
     // A booking made through the API becomes one meeting.
     let (code, hold) = app

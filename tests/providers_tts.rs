@@ -460,14 +460,11 @@ async fn aura_speaks_flushes_and_clears_on_cancel() {
     ));
     drop(s);
     let mut seen = vec![];
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), got.recv())
-            .await
-            .unwrap()
-        {
-            Some(Got::Json(v)) => seen.push(v["type"].as_str().unwrap_or("").to_string()),
-            Some(Got::Closed) | None => break,
-        }
+    while let Some(Got::Json(v)) = tokio::time::timeout(Duration::from_secs(10), got.recv())
+        .await
+        .unwrap()
+    {
+        seen.push(v["type"].as_str().unwrap_or("").to_string());
     }
     assert_eq!(seen, ["Speak", "Flush", "Clear", "Close"]);
 }

@@ -59,6 +59,8 @@ where
             let (tx, script, auth) = (tx.clone(), script.clone(), auth.clone());
             tokio::spawn(async move {
                 let mut hs = None;
+                // The handshake callback's signature is tungstenite's, error type included.
+                #[allow(clippy::result_large_err)]
                 let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
                     let ok = req
                         .headers()
