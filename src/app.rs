@@ -480,7 +480,7 @@ pub fn build_brain(config: &Config, services: &Services) -> Result<BrainHandles,
             }
             BrainKind::Scripted => Arc::new(ScriptedConversations {
                 greeting: config.call.greeting.clone(),
-                system_prompt: crate::call::driver::SYSTEM_PROMPT
+                system_prompt: crate::call::conversation::SYSTEM_PROMPT
                     .replace("{business}", &config.business.name),
             }),
             BrainKind::Llm => return Err(ConfigError::invalid(

@@ -12,12 +12,12 @@
 //!                                                                 │
 //!        call::Session = call::CallCore (turns, marks, barge-in; vad::VoiceDetector)
 //!                        ⇅ CoreEvent / Directive
-//!                        call::Conversation (what to say and do: scripted, later the brain)
+//!                        call::Conversation (what to say and do: brain::rules, or scripted)
 //!                                                                 │ Output
 //!   ┌──────────────────────┬──────────────────────┬───────────────┴──────┬────────────────────┐
 //!   ▼                      ▼                      ▼                      ▼                    ▼
 //! Send: carrier::twilio  StartReply/Cancel:     RunTool: call::tools   Record: call::record   Hangup:
-//! (encode) ══▶ carrier   call::reply (Llm → Tts, (never aborted,        (bounded queue →      close the
+//! (encode) ══▶ carrier   call::reply (Llm → Tts, (never aborted,        (one writer, batched  close the
 //!                        cancellable task)      once per call+job id)  store: calls, turns)  stream
 //!                              │ ReplyEvent            │ ToolOutcome
 //!                              └──────────▶ back into the Session as inputs ◀─┘
@@ -28,19 +28,19 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`app`] | the composition root: validates `Config` + `Env` once, builds store, calendar, CRM, providers; hands out handles |
-//! | [`config`] | typed TOML config ([`config::Config`]) and the environment ([`config::Env`]), validated before anything connects |
+//! | [`config`] | typed TOML config ([`config::Config`]; sections `providers`, `routing`, `notify`, `brain`) and the environment ([`config::Env`]), validated before anything connects |
 //! | [`audio`] | G.711 μ-law/A-law, 20 ms PCM frames, streaming resampling (rubato), Opus (audiopus), WAV loading |
 //! | [`vad`] | webrtc-vad with hysteresis → `SpeechStarted`/`SpeechEnded`; the barge-in policy |
 //! | [`carrier`] | wire formats per carrier ⇄ carrier-neutral [`carrier::CallEvent`] / [`carrier::CarrierCommand`]; close codes for transport rejections; the shared carrier playout emulator |
-//! | [`call`] | the sans-IO call core and [`call::Session`] (core ⇄ [`call::Conversation`]), the reply pipeline, the tool runner, the call record writer, the per-call tokio driver |
+//! | [`call`] | the sans-IO call core and [`call::Session`] (core ⇄ [`call::Conversation`]), the reply pipeline, the tool runner, the process-wide call record writer (one transaction per batch), the per-call tokio driver |
 //! | [`providers`] | streaming `Stt`/`Llm`/`Tts` traits; scripted fakes, the Deepgram, OpenAI-compatible, ElevenLabs, Cartesia and Aura clients, and the per-call fail-over chain |
-//! | [`brain`] | intent, lead tier A–D, slot filling (later issues) |
+//! | [`brain`] | the rules brain (intent, lead tier A–D, slot filling, preferred times, redaction) and the action layer both brains call (holds, CRM upsert, callbacks, the outcome on the lead) |
 //! | [`routing`] | the inbound plan (stages 1–3, IVR, on-call, protection) as a pure function, TwiML, Twilio signatures and stream tokens |
 //! | [`booking`] | `Calendar` trait: slots, holds with TTL, bookings; local + Cal.com |
 //! | [`crm`] | `Crm` trait: lookup, upsert; local + HubSpot |
-//! | [`notify`] | Slack cards, overnight queue, signed call-back links (later issues) |
-//! | [`store`] | sqlx on SQLite (default) and PostgreSQL; migrations; durable outbox; calls, turns, tool-job ledger |
-//! | [`http`] | axum router: media WebSockets, health, metrics, API (no wiring: handles come from [`app`]) |
+//! | [`notify`] | Slack cards, overnight digest and escalation, signed call-back links with click-to-call, SMS, HubSpot sync, the post-call webhook — all through the leased outbox worker |
+//! | [`store`] | sqlx on SQLite (default) and PostgreSQL; migrations; durable outbox; calls, turns, tool-job ledger, lead outcomes, dashboard queries |
+//! | [`http`] | axum router: media WebSockets, health, metrics, API, Twilio and Slack webhooks, call-back pages, `/dashboard` (no wiring: handles come from [`app`]) |
 //! | [`loadtest`] | carrier-style load generator (`frontdesk loadtest`) |
 //!
 //! Leaves, imported by many and importing no other module of the crate

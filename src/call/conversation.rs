@@ -20,6 +20,9 @@ use crate::providers::{ChatMessage, LlmRequest, Role, ToolCall};
 
 use super::tools::{ToolJob, ToolOutcome};
 
+/// The system prompt shipped in `prompts/system.md`.
+pub const SYSTEM_PROMPT: &str = include_str!("../../prompts/system.md");
+
 /// Who is calling whom, from the stream's `start`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CallInfo {

@@ -80,9 +80,6 @@ impl std::fmt::Debug for CallServices {
     }
 }
 
-/// The system prompt shipped in `prompts/system.md`.
-pub const SYSTEM_PROMPT: &str = include_str!("../../prompts/system.md");
-
 impl CallServices {
     /// The handles a call needs, from the composition root: the
     /// conversation `[brain]` chose and the action layer, each job claimed

@@ -2,8 +2,8 @@
 //! rules it routes by (defaults from the lead-routing guide, seed 003).
 //!
 //! Parsing and range checks only (a leaf under [`crate::config`]): the
-//! rules that use these values live in [`crate::brain::rules`] and
-//! [`crate::brain::actions`].
+//! rules that use these values live in the brain's `rules` and
+//! `actions`.
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
 //! The recording behind the claim page's player: the call's own Ogg Opus
 //! recording (`[recording] dir/{call_sid}.ogg`, written by
-//! [`crate::call::recording`]) or the voicemail Twilio stored, fetched with
+//! the call recorder) or the voicemail Twilio stored, fetched with
 //! the account's credentials — and only ever from `[twilio] api_base_url`,
 //! so a stored URL can never carry the credentials anywhere else.
 
