@@ -93,33 +93,60 @@ impl TwilioDialer {
             ("Twiml", twiml.as_str()),
             ("Timeout", "30"),
         ];
-        let resp = self
-            .http
-            .post(url)
-            .basic_auth(&self.sid, Some(self.token.expose()))
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| DialError::Transient(e.without_url().to_string()))?;
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return body
-                .get("sid")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or_else(|| DialError::Transient("no sid in the answer".into()));
+        match post_form(&self.http, &url, &self.sid, &self.token, &form).await {
+            Ok(sid) => Ok(sid),
+            Err(TwilioFailure::Transient(m)) => Err(DialError::Transient(m)),
+            Err(TwilioFailure::Refused { message, .. }) => Err(DialError::Refused(message)),
         }
-        // Twilio's `message` can quote the phone number: keep only its code.
-        let msg = format!(
-            "{status}: code {}",
-            body.get("code").and_then(Value::as_i64).unwrap_or(0)
-        );
-        if status.is_server_error() || status.as_u16() == 429 {
-            Err(DialError::Transient(msg))
-        } else {
-            Err(DialError::Refused(msg))
-        }
+    }
+}
+
+/// Why a Twilio REST `POST` failed: worth retrying or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TwilioFailure {
+    /// No answer, a 5xx or a 429.
+    Transient(String),
+    /// Any other refusal, with Twilio's error code (its `message` can quote
+    /// a phone number, so only the code is kept).
+    Refused {
+        /// Twilio's error code (0 when it gave none).
+        code: i64,
+        /// `"{status}: code {code}"`.
+        message: String,
+    },
+}
+
+/// `POST` a form to a Twilio REST resource with the account's Basic auth;
+/// the created resource's `sid`. Shared by click-to-call and SMS.
+pub(crate) async fn post_form(
+    http: &reqwest::Client,
+    url: &str,
+    account_sid: &str,
+    token: &Secret<String>,
+    form: &[(&str, &str)],
+) -> Result<String, TwilioFailure> {
+    let resp = http
+        .post(url)
+        .basic_auth(account_sid, Some(token.expose()))
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| TwilioFailure::Transient(e.without_url().to_string()))?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        return body
+            .get("sid")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| TwilioFailure::Transient("no sid in the answer".into()));
+    }
+    let code = body.get("code").and_then(Value::as_i64).unwrap_or(0);
+    let message = format!("{status}: code {code}");
+    if status.is_server_error() || status.as_u16() == 429 {
+        Err(TwilioFailure::Transient(message))
+    } else {
+        Err(TwilioFailure::Refused { code, message })
     }
 }
 

@@ -9,8 +9,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::pii::{Pii, Secret};
 
 /// Twilio's error code for a recipient who has opted out (replied STOP).
@@ -72,29 +70,12 @@ impl TwilioSms {
             ("From", self.from.as_str()),
             ("Body", body),
         ];
-        let resp = self
-            .http
-            .post(url)
-            .basic_auth(&self.sid, Some(self.token.expose()))
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| SmsError::Transient(e.without_url().to_string()))?;
-        let status = resp.status();
-        let answer: Value = resp.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return answer
-                .get("sid")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or_else(|| SmsError::Transient("no sid in the answer".into()));
-        }
-        let code = answer.get("code").and_then(Value::as_i64).unwrap_or(0);
-        let message = format!("{status}: code {code}");
-        if status.is_server_error() || status.as_u16() == 429 {
-            Err(SmsError::Transient(message))
-        } else {
-            Err(SmsError::Refused { code, message })
+        match super::dial::post_form(&self.http, &url, &self.sid, &self.token, &form).await {
+            Ok(sid) => Ok(sid),
+            Err(super::dial::TwilioFailure::Transient(m)) => Err(SmsError::Transient(m)),
+            Err(super::dial::TwilioFailure::Refused { code, message }) => {
+                Err(SmsError::Refused { code, message })
+            }
         }
     }
 }
