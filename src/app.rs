@@ -150,8 +150,9 @@ impl App {
             config.brain.knowledge.as_deref(),
         )?;
         business_hours(config, chrono_tz::UTC)?;
-        // Files the providers load at start-up (e.g. the scripted TTS audio).
-        Providers::from_config(config, env, Arc::new(Metrics::default()))
+        // Files the providers load at start-up (the offline models, the
+        // scripted TTS audio).
+        Providers::preflight(config, env)
             .map_err(|e| ConfigError::invalid(e.key.clone(), e.message.clone()))?;
         let region = phone::region(&config.business.default_region).map_err(|_| {
             ConfigError::invalid(

@@ -35,6 +35,26 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// A whole simulated call through the real server code over loopback:
+    /// each AUDIO is one caller turn.
+    Call(frontdesk::loadtest::simcall::CallArgs),
+    /// Speak text with the offline voice into an 8 kHz WAV (test callers, prompts).
+    Say {
+        /// Where to write the WAV.
+        #[arg(long)]
+        out: PathBuf,
+        /// Speaking rate: above 1 is slower (0.5–2.0).
+        #[arg(long, default_value_t = 1.0)]
+        length_scale: f32,
+        /// The words.
+        text: String,
+    },
+    /// Transcribe WAV files with the offline speech recogniser, one line each.
+    Transcribe {
+        /// WAV (any rate) or raw 8 kHz μ-law files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Carrier-style load test against a running server.
     Loadtest(frontdesk::loadtest::LoadtestArgs),
     /// Create or update the database schema.
@@ -77,7 +97,8 @@ fn init_tracing() {
     use tracing_subscriber::Layer;
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // whisper.cpp reports every model and buffer size at info.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,whisper_rs=warn"));
     // `PAYLOAD_LOGGERS` stay at `info` or quieter whatever RUST_LOG says. This
     // is a second filter that every event must also pass, not directives
     // appended to RUST_LOG's: a more specific user directive
@@ -242,6 +263,70 @@ fn main() -> ExitCode {
             }
         }
         Command::Migrate { config } => migrate(config),
+        Command::Call(args) => {
+            init_tracing();
+            let env = Env::from_process();
+            let config = match load_config(args.config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Err(e) = App::validate(&config, &env) {
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            let json = args.json;
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            match rt.block_on(frontdesk::loadtest::simcall::run(args, config, env)) {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string_pretty(&report) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => eprintln!("call: {e}"),
+                        }
+                    } else {
+                        print!("{}", report.human());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("call: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Say {
+            out,
+            length_scale,
+            text,
+        } => speech_tool(move |env| async move {
+            let cfg = frontdesk::config::LocalTtsConfig {
+                length_scale,
+                ..Default::default()
+            };
+            let tts = frontdesk::providers::local::LocalTts::load(&cfg, &env, "say")
+                .map_err(|e| e.message)?;
+            let mut pcm = Vec::new();
+            for s in frontdesk::providers::local::sentences(&text) {
+                pcm.extend_from_slice(&tts.say(&s).await?);
+            }
+            std::fs::write(&out, frontdesk::audio::wav::encode_wav_8k(&pcm))
+                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            eprintln!("{}: {:.2} s ({})", out.display(), pcm.len() as f64 / 8000.0, tts.voice_name());
+            Ok(())
+        }),
+        Command::Transcribe { files } => speech_tool(move |env| async move {
+            let stt = frontdesk::providers::local::LocalStt::load(&Default::default(), &env, "transcribe")
+                .map_err(|e| e.message)?;
+            for f in &files {
+                let pcm = frontdesk::loadtest::simcall::load_turn(f).map_err(|e| e.to_string())?;
+                let text = stt.engine().transcribe(pcm).await?;
+                println!("{text}");
+            }
+            Ok(())
+        }),
         Command::Loadtest(args) => {
             let json = args.json;
             let run = tokio::runtime::Runtime::new()
@@ -271,6 +356,27 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// `say` and `transcribe`: run `f` on a runtime; errors exit 1 with one line.
+fn speech_tool<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce(Env) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    init_tracing();
+    let env = Env::from_process();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(f(env)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -66,6 +66,11 @@ const LATENCY_BOUNDS: &[f64] = &[
     5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2500.0, 5000.0,
 ];
 
+/// The stages of a turn's latency waterfall, as `stage` label values:
+/// end-of-turn window, STT final, the brain's decision, first LLM token,
+/// first TTS audio, first frame sent.
+pub const TURN_STAGES: [&str; 6] = ["end_of_turn", "stt", "decide", "first_token", "tts", "send"];
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -103,6 +108,8 @@ pub struct Metrics {
     pub turn_latency: Histogram,
     /// First voiced frame of an interruption → `clear` sent, in ms.
     pub barge_in_latency: Histogram,
+    /// Each turn's latency by stage ([`TURN_STAGES`] order), in ms.
+    pub turn_stages: [Histogram; 6],
     /// Provider fail-overs by (role, from, to): rare, so a map behind a
     /// lock that is never held across an await.
     provider_switches: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
@@ -127,6 +134,7 @@ impl Default for Metrics {
             tool_jobs: AtomicU64::new(0),
             turn_latency: Histogram::new(LATENCY_BOUNDS),
             barge_in_latency: Histogram::new(LATENCY_BOUNDS),
+            turn_stages: std::array::from_fn(|_| Histogram::new(LATENCY_BOUNDS)),
             provider_switches: Mutex::new(BTreeMap::new()),
         }
     }
@@ -262,6 +270,26 @@ impl Metrics {
             "frontdesk_barge_in_latency_ms",
             "First voiced frame of an interruption to clear, ms.",
         );
+        let name = "frontdesk_turn_stage_ms";
+        let _ = writeln!(
+            out,
+            "# HELP {name} One stage of a turn's latency (VAD end, STT final, decision, first token, first TTS audio, first frame sent), ms.\n# TYPE {name} histogram"
+        );
+        for (stage, h) in TURN_STAGES.iter().zip(&self.turn_stages) {
+            let mut cumulative = 0;
+            for (b, n) in h.bounds.iter().zip(&h.buckets) {
+                cumulative += n.load(Relaxed);
+                let _ = writeln!(out, "{name}_bucket{{stage=\"{stage}\",le=\"{b}\"}} {cumulative}");
+            }
+            let count = h.count.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                out,
+                "{name}_sum{{stage=\"{stage}\"}} {}",
+                h.sum_us.load(Relaxed) as f64 / 1000.0
+            );
+            let _ = writeln!(out, "{name}_count{{stage=\"{stage}\"}} {count}");
+        }
         let name = "frontdesk_provider_switches_total";
         let _ = writeln!(
             out,

@@ -165,6 +165,47 @@ pub enum Observation {
     ReplyTimeout,
     /// A provider failed.
     ProviderError(ProviderError),
+    /// Where one turn's time went, from the caller's last word to the
+    /// first frame of the answer.
+    Waterfall(Waterfall),
+}
+
+/// One turn's latency, stage by stage (milliseconds; a stage the turn did
+/// not pass through, e.g. text for a pre-synthesised phrase, is 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Waterfall {
+    /// Last voiced frame → our VAD's end of utterance (the end-of-turn window).
+    pub end_of_turn_ms: u32,
+    /// End of utterance → the final transcript.
+    pub stt_ms: u32,
+    /// Final transcript → the conversation started the reply (the brain's decision).
+    pub decide_ms: u32,
+    /// Reply started → its first text (the LLM's first token; 0 for said text).
+    pub first_token_ms: u32,
+    /// First text (or reply start) → the first synthesised audio.
+    pub tts_ms: u32,
+    /// First audio → the first frame sent to the carrier.
+    pub send_ms: u32,
+    /// Last voiced frame → first frame sent: the whole turn.
+    pub total_ms: u32,
+}
+
+/// Instants of the turn being answered.
+#[derive(Debug, Clone, Copy, Default)]
+struct TurnClock {
+    last_voiced: Option<Instant>,
+    vad_end: Option<Instant>,
+    stt_final: Option<Instant>,
+    reply_start: Option<Instant>,
+    first_text: Option<Instant>,
+    first_audio: Option<Instant>,
+}
+
+fn ms_between(a: Option<Instant>, b: Option<Instant>) -> u32 {
+    match (a, b) {
+        (Some(a), Some(b)) => b.saturating_duration_since(a).as_millis().min(u32::MAX as u128) as u32,
+        _ => 0,
+    }
 }
 
 /// What the driver must do.
@@ -311,6 +352,7 @@ pub struct CallCore {
     caller_text: String,
     finals_pending: u32,
     last_voiced_at: Option<Instant>,
+    turn_clock: TurnClock,
     barge_onset_at: Option<Instant>,
     transcript_deadline: Option<Instant>,
     media_deadline: Option<Instant>,
@@ -354,6 +396,7 @@ impl CallCore {
             caller_text: String::new(),
             finals_pending: 0,
             last_voiced_at: None,
+            turn_clock: TurnClock::default(),
             barge_onset_at: None,
             transcript_deadline: None,
             media_deadline: None,
@@ -409,6 +452,9 @@ impl CallCore {
         let gen = self.next_gen;
         self.next_gen += 1;
         self.reply = Some(Reply::new(gen, now, answers));
+        if self.turn_clock.stt_final.is_some() && self.turn_clock.reply_start.is_none() {
+            self.turn_clock.reply_start = Some(now);
+        }
         self.barge.reset();
         self.actions.push_back(Action::StartReply { gen, input });
         Some(gen)
@@ -569,6 +615,7 @@ impl CallCore {
                     && self.finals_pending == 0
                 {
                     self.transcript_deadline = None;
+                    self.turn_clock.stt_final = Some(now);
                     self.utterance_complete();
                 }
             }
@@ -585,10 +632,18 @@ impl CallCore {
             return; // a cancelled generation: discard
         };
         match ev {
-            ReplyEvent::Text(t) => r.text.push_str(&t),
+            ReplyEvent::Text(t) => {
+                r.text.push_str(&t);
+                if self.turn_clock.reply_start.is_some() && self.turn_clock.first_text.is_none() {
+                    self.turn_clock.first_text = Some(now);
+                }
+            }
             ReplyEvent::Audio(pcm) => {
                 if pcm.is_empty() {
                     return;
+                }
+                if self.turn_clock.reply_start.is_some() && self.turn_clock.first_audio.is_none() {
+                    self.turn_clock.first_audio = Some(now);
                 }
                 r.queue.extend(pcm);
                 r.underrun_counted = false;
@@ -634,6 +689,7 @@ impl CallCore {
             self.actions
                 .push_back(Action::Observe(Observation::TranscriptTimeout));
             if self.state == TurnState::Thinking && self.reply.is_none() && !self.awaiting_answer {
+                self.turn_clock.stt_final = Some(now);
                 self.utterance_complete();
             }
         }
@@ -673,6 +729,11 @@ impl CallCore {
             }
             (TurnState::CallerSpeaking, Some(VadEvent::SpeechEnded { .. })) => {
                 self.state = TurnState::Thinking;
+                self.turn_clock = TurnClock {
+                    last_voiced: self.last_voiced_at,
+                    vad_end: Some(now),
+                    ..TurnClock::default()
+                };
                 self.finals_pending += 1;
                 self.transcript_deadline = Some(now + self.cfg.transcript_timeout);
                 self.actions.push_back(Action::EndOfUtterance);
@@ -817,6 +878,20 @@ impl CallCore {
                             .push_back(Action::Observe(Observation::TurnLatency(
                                 now.saturating_duration_since(t),
                             )));
+                    }
+                    let c = std::mem::take(&mut self.turn_clock);
+                    if c.reply_start.is_some() {
+                        let first_in = c.first_text.or(c.reply_start);
+                        self.actions
+                            .push_back(Action::Observe(Observation::Waterfall(Waterfall {
+                                end_of_turn_ms: ms_between(c.last_voiced, c.vad_end),
+                                stt_ms: ms_between(c.vad_end, c.stt_final),
+                                decide_ms: ms_between(c.stt_final, c.reply_start),
+                                first_token_ms: ms_between(c.reply_start, c.first_text),
+                                tts_ms: ms_between(first_in, c.first_audio),
+                                send_ms: ms_between(c.first_audio, Some(now)),
+                                total_ms: ms_between(c.last_voiced, Some(now)),
+                            })));
                     }
                 }
             }

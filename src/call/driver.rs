@@ -45,6 +45,18 @@ use crate::metrics::Metrics;
 use crate::providers::{Providers, SttInput, SttParams, SttSession};
 use crate::routing::signature::{verify_stream_token, StreamKey};
 
+/// What a call did, for an in-process observer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TapEvent {
+    /// An entry of the call's record.
+    Record(Record),
+    /// One turn's latency by stage.
+    Waterfall(crate::call::core::Waterfall),
+}
+
+/// The observer's end: `(call_sid, event)` pairs.
+pub type CallTap = mpsc::UnboundedSender<(String, TapEvent)>;
+
 /// What every call needs from the server. Cheap to clone.
 #[derive(Clone)]
 pub struct CallServices {
@@ -66,6 +78,9 @@ pub struct CallServices {
     pub region: Option<phonenumber::country::Id>,
     /// Tool jobs and record writers: the server waits for them when it drains.
     pub tracker: TaskTracker,
+    /// Sees every record and turn waterfall of every call, as it happens
+    /// (`frontdesk call` reads its simulated call this way); `None` in `serve`.
+    pub tap: Option<CallTap>,
     /// Checks the signed stream token the routing plan put in the stream's
     /// parameters; `None` (no `[[numbers]]`, e.g. the demo): not checked.
     pub stream_key: Option<Arc<StreamKey>>,
@@ -104,6 +119,7 @@ impl CallServices {
             clock: s.clock.clone(),
             region: Some(s.region),
             tracker,
+            tap: None,
             // With numbers configured, App::validate requires the token.
             stream_key: (!app.config.numbers.is_empty())
                 .then(|| {
@@ -470,6 +486,7 @@ async fn drive<T, C>(
             Err(e) => warn!(error = %e, "cannot record this call"),
         }
     }
+    let call_sid = start.call_sid.clone();
     session.handle_event(CallEvent::Start(start), now());
     loop {
         // Carry out everything the session decided, then flush once.
@@ -533,6 +550,9 @@ async fn drive<T, C>(
                     if let Record::Ended(reason) = &r {
                         debug!(?reason, "call ending");
                     }
+                    if let Some(tap) = &services.tap {
+                        let _ = tap.send((call_sid.clone(), TapEvent::Record(r.clone())));
+                    }
                     let started = matches!(r, Record::Started(_));
                     if let Some(rec) = recorder.as_mut() {
                         rec.record(r);
@@ -542,7 +562,12 @@ async fn drive<T, C>(
                         }
                     }
                 }
-                Output::Observe(o) => observe(&metrics, o),
+                Output::Observe(o) => {
+                    if let (Some(tap), Observation::Waterfall(w)) = (&services.tap, &o) {
+                        let _ = tap.send((call_sid.clone(), TapEvent::Waterfall(*w)));
+                    }
+                    observe(&metrics, o)
+                }
                 Output::Hangup(reason) => {
                     debug!(?reason, "hanging up");
                     if reason == HangupReason::HandOff {
@@ -682,6 +707,20 @@ fn observe(metrics: &Metrics, o: Observation) {
         Observation::ProviderError(e) => {
             metrics.provider_errors.fetch_add(1, Relaxed);
             warn!(error = %e, "provider error");
+        }
+        Observation::Waterfall(w) => {
+            let stages = [
+                w.end_of_turn_ms,
+                w.stt_ms,
+                w.decide_ms,
+                w.first_token_ms,
+                w.tts_ms,
+                w.send_ms,
+            ];
+            for (h, v) in metrics.turn_stages.iter().zip(stages) {
+                h.observe_ms(f64::from(v));
+            }
+            debug!(?w, "turn latency");
         }
         other => debug!(?other, "call observation"),
     }

@@ -324,6 +324,7 @@ fn services(
         region: None,
         tracker: TaskTracker::new(),
         stream_key: None,
+        tap: None,
     }
 }
 

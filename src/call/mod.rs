@@ -24,9 +24,10 @@ pub mod tools;
 
 pub use self::core::{
     Action, CallCore, CoreConfig, CoreEvent, HangupReason, Observation, ReplyEvent, ReplyInput,
+    Waterfall,
     TurnRecord, TurnState,
 };
 pub use conversation::{Conversation, ConversationFactory, Directive, Event};
-pub use driver::{run_call, CallServices};
+pub use driver::{run_call, CallServices, CallTap, TapEvent};
 pub use session::{Output, Record, Session, SessionConfig};
 pub use tools::{ToolExecutor, ToolJob, ToolOutcome, ToolRunner};

@@ -160,16 +160,19 @@ pub enum SttConfig {
     Scripted(ScriptedSttConfig),
     /// Deepgram live streaming (`DEEPGRAM_API_KEY`).
     Deepgram(DeepgramSttConfig),
+    /// Embedded whisper.cpp on this machine (the default).
+    Local(LocalSttConfig),
     /// Fail-over across the members, in order.
     Chain(ChainConfig<SttConfig>),
 }
 
-const STT_KINDS: &str = "scripted, deepgram";
+const STT_KINDS: &str = "local, scripted, deepgram";
 
 fn stt_member<E: serde::de::Error>(kind: &str, rest: toml::Table) -> Result<SttConfig, E> {
     match kind {
         "scripted" => Ok(SttConfig::Scripted(from_table(rest)?)),
         "deepgram" => Ok(SttConfig::Deepgram(from_table(rest)?)),
+        "local" => Ok(SttConfig::Local(from_table(rest)?)),
         other => Err(unknown_kind(other, STT_KINDS)),
     }
 }
@@ -187,7 +190,40 @@ impl<'de> Deserialize<'de> for SttConfig {
 
 impl Default for SttConfig {
     fn default() -> Self {
-        SttConfig::Scripted(ScriptedSttConfig::default())
+        SttConfig::Local(LocalSttConfig::default())
+    }
+}
+
+/// `kind = "local"` STT: whisper.cpp on each VAD-endpointed utterance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalSttConfig {
+    /// Model file, relative to the models folder (`FRONTDESK_MODELS_DIR`,
+    /// default `models/`) unless absolute (default `ggml-tiny.en.bin`).
+    pub model: PathBuf,
+    /// Utterances decoded at once, each on its own blocking thread (default:
+    /// the number of CPU cores, 1–64). Further utterances wait their turn.
+    pub decoders: Option<u32>,
+    /// Threads per decode (default 1, 1–16: on a busy server, parallel
+    /// calls use the cores better than parallel threads within one decode).
+    pub threads: u32,
+    /// Shrink the encoder's window to the utterance (default true): a 3 s
+    /// utterance then costs a tenth of the 30 s window Whisper was trained on.
+    pub fit_audio_ctx: bool,
+    /// Longest utterance decoded, in milliseconds (default 20000,
+    /// 1000–30000); only the last part of a longer one is kept.
+    pub max_utterance_ms: u32,
+}
+
+impl Default for LocalSttConfig {
+    fn default() -> Self {
+        LocalSttConfig {
+            model: PathBuf::from("ggml-tiny.en.bin"),
+            decoders: None,
+            threads: 1,
+            fit_audio_ctx: true,
+            max_utterance_ms: 20_000,
+        }
     }
 }
 
@@ -382,11 +418,14 @@ pub enum TtsConfig {
     Cartesia(CartesiaTtsConfig),
     /// Deepgram Aura WebSocket (`DEEPGRAM_API_KEY`).
     DeepgramAura(AuraTtsConfig),
+    /// Embedded Piper voice on this machine (the default; espeak-ng when
+    /// the voice files are missing).
+    Local(LocalTtsConfig),
     /// Fail-over across the members, in order.
     Chain(ChainConfig<TtsConfig>),
 }
 
-const TTS_KINDS: &str = "scripted, elevenlabs, cartesia, deepgram_aura";
+const TTS_KINDS: &str = "local, scripted, elevenlabs, cartesia, deepgram_aura";
 
 fn tts_member<E: serde::de::Error>(kind: &str, rest: toml::Table) -> Result<TtsConfig, E> {
     match kind {
@@ -394,6 +433,7 @@ fn tts_member<E: serde::de::Error>(kind: &str, rest: toml::Table) -> Result<TtsC
         "elevenlabs" => Ok(TtsConfig::Elevenlabs(from_table(rest)?)),
         "cartesia" => Ok(TtsConfig::Cartesia(from_table(rest)?)),
         "deepgram_aura" => Ok(TtsConfig::DeepgramAura(from_table(rest)?)),
+        "local" => Ok(TtsConfig::Local(from_table(rest)?)),
         other => Err(unknown_kind(other, TTS_KINDS)),
     }
 }
@@ -415,6 +455,7 @@ impl TtsConfig {
     pub fn voice(&self) -> Option<String> {
         match self {
             TtsConfig::Scripted(_) | TtsConfig::Chain(_) => None,
+            TtsConfig::Local(c) => Some(c.voice.clone()),
             TtsConfig::Elevenlabs(c) => Some(c.voice_id.clone()),
             TtsConfig::Cartesia(c) => Some(c.voice_id.clone()),
             TtsConfig::DeepgramAura(c) => Some(c.model.clone()),
@@ -424,7 +465,38 @@ impl TtsConfig {
 
 impl Default for TtsConfig {
     fn default() -> Self {
-        TtsConfig::Scripted(ScriptedTtsConfig::default())
+        TtsConfig::Local(LocalTtsConfig::default())
+    }
+}
+
+/// `kind = "local"` TTS: a Piper voice on ONNX Runtime, sentence by sentence.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalTtsConfig {
+    /// Voice name: `<voice>.onnx` and `<voice>.onnx.json` in the models
+    /// folder (default `en_US-joe-medium`).
+    pub voice: String,
+    /// Speaking rate: above 1 is slower (Piper `length_scale`; default 1.0, 0.5–2.0).
+    pub length_scale: f32,
+    /// Sentences synthesised at once (default: half the CPU cores, at least 1; 1–16).
+    pub synthesizers: Option<u32>,
+    /// Threads per synthesis (default 1, 1–16).
+    pub threads: u32,
+    /// Sentences kept synthesised in memory, so a phrase said on every call
+    /// (the greeting, "one moment") costs nothing after its first time
+    /// (default 256, 0–100000).
+    pub cache_sentences: u32,
+}
+
+impl Default for LocalTtsConfig {
+    fn default() -> Self {
+        LocalTtsConfig {
+            voice: "en_US-joe-medium".into(),
+            length_scale: 1.0,
+            synthesizers: None,
+            threads: 1,
+            cache_sentences: 256,
+        }
     }
 }
 
@@ -596,6 +668,22 @@ fn stt_validate(c: &SttConfig, p: &str) -> Result<(), ConfigError> {
             )?;
             check_range(&format!("{p}keepalive_ms"), d.keepalive_ms, 500, 9000, "ms")
         }
+        SttConfig::Local(l) => {
+            if l.model.as_os_str().is_empty() {
+                return Err(ConfigError::invalid(format!("{p}model"), "is empty"));
+            }
+            if let Some(d) = l.decoders {
+                check_range(&format!("{p}decoders"), d.into(), 1, 64, "")?;
+            }
+            check_range(&format!("{p}threads"), l.threads.into(), 1, 16, "")?;
+            check_range(
+                &format!("{p}max_utterance_ms"),
+                l.max_utterance_ms.into(),
+                1000,
+                30_000,
+                "ms",
+            )
+        }
         SttConfig::Chain(ch) => ch.members.iter().try_for_each(|m| {
             let sub = format!("{p}{}.", stt_kind(m));
             stt_validate(m, &sub)
@@ -679,6 +767,35 @@ fn tts_validate(c: &TtsConfig, p: &str) -> Result<(), ConfigError> {
             check_ws_url(&format!("{p}base_url"), &a.base_url)?;
             connect(a.connect_timeout_ms)
         }
+        TtsConfig::Local(l) => {
+            let name_ok = !l.voice.is_empty()
+                && l.voice
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !name_ok || l.voice.starts_with('.') {
+                return Err(ConfigError::invalid(
+                    format!("{p}voice"),
+                    format!("`{}` is not a voice name such as `en_US-joe-medium`", l.voice),
+                ));
+            }
+            if !(0.5..=2.0).contains(&l.length_scale) {
+                return Err(ConfigError::invalid(
+                    format!("{p}length_scale"),
+                    format!("{} is out of range; allowed 0.5–2.0", l.length_scale),
+                ));
+            }
+            if let Some(n) = l.synthesizers {
+                check_range(&format!("{p}synthesizers"), n.into(), 1, 16, "")?;
+            }
+            check_range(&format!("{p}threads"), l.threads.into(), 1, 16, "")?;
+            check_range(
+                &format!("{p}cache_sentences"),
+                l.cache_sentences.into(),
+                0,
+                100_000,
+                "",
+            )
+        }
         TtsConfig::Chain(ch) => ch.members.iter().try_for_each(|m| {
             let sub = format!("{p}{}.", tts_kind(m));
             tts_validate(m, &sub)
@@ -691,6 +808,7 @@ pub fn stt_kind(c: &SttConfig) -> &'static str {
     match c {
         SttConfig::Scripted(_) => "scripted",
         SttConfig::Deepgram(_) => "deepgram",
+        SttConfig::Local(_) => "local",
         SttConfig::Chain(_) => "chain",
     }
 }
@@ -711,6 +829,7 @@ pub fn tts_kind(c: &TtsConfig) -> &'static str {
         TtsConfig::Elevenlabs(_) => "elevenlabs",
         TtsConfig::Cartesia(_) => "cartesia",
         TtsConfig::DeepgramAura(_) => "deepgram_aura",
+        TtsConfig::Local(_) => "local",
         TtsConfig::Chain(_) => "chain",
     }
 }

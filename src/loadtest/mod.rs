@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod procfs;
 pub mod report;
 pub mod scenario;
+pub mod simcall;
 pub mod wire;
 
 use std::io::{IsTerminal as _, Write as _};

@@ -30,6 +30,7 @@ pub mod cartesia;
 pub mod chain;
 pub mod deepgram;
 pub mod elevenlabs;
+pub mod local;
 pub mod openai;
 pub mod scripted;
 mod ws;
@@ -356,6 +357,34 @@ impl Providers {
         })
     }
 
+    /// What [`Providers::from_config`] would reject, without loading the
+    /// offline models (only their files are looked for): `check-config`
+    /// and the validation before start-up run this.
+    pub fn preflight(cfg: &Config, env: &Env) -> Result<(), ProviderSetupError> {
+        fn stt(c: &SttConfig, at: &str, env: &Env) -> Result<(), ProviderSetupError> {
+            match c {
+                SttConfig::Local(l) => local::LocalStt::check(l, env, at),
+                SttConfig::Chain(ch) => ch.members.iter().try_for_each(|m| {
+                    stt(m, &format!("{at}.{}", crate::config::stt_kind(m)), env)
+                }),
+                _ => Ok(()),
+            }
+        }
+        fn tts(c: &TtsConfig, at: &str, env: &Env) -> Result<(), ProviderSetupError> {
+            match c {
+                TtsConfig::Scripted(_) => {
+                    build_tts(c, at, env, &Arc::new(Metrics::default())).map(drop)
+                }
+                TtsConfig::Chain(ch) => ch.members.iter().try_for_each(|m| {
+                    tts(m, &format!("{at}.{}", crate::config::tts_kind(m)), env)
+                }),
+                _ => Ok(()),
+            }
+        }
+        stt(&cfg.providers.stt, "providers.stt", env)?;
+        tts(&cfg.providers.tts, "providers.tts", env)
+    }
+
     /// The providers for one call: chains get fresh per-call state (which
     /// member the call is on); stateless providers are shared as they are.
     pub fn for_call(&self) -> Providers {
@@ -384,6 +413,7 @@ fn build_stt(
 ) -> Result<Arc<dyn Stt>, ProviderSetupError> {
     Ok(match c {
         SttConfig::Scripted(c) => Arc::new(scripted::ScriptedStt::new(c.clone())),
+        SttConfig::Local(c) => Arc::new(local::LocalStt::load(c, env, at)?),
         SttConfig::Deepgram(c) => Arc::new(deepgram::DeepgramStt::new(
             c.clone(),
             key(env, at, env::DEEPGRAM_API_KEY)?,
@@ -467,6 +497,7 @@ fn build_tts(
                 message: e.message,
             },
         )?),
+        TtsConfig::Local(c) => Arc::new(local::LocalTts::load(c, env, at)?),
         TtsConfig::Elevenlabs(c) => Arc::new(elevenlabs::ElevenlabsTts::new(
             c.clone(),
             key(env, at, env::ELEVENLABS_API_KEY)?,
