@@ -460,6 +460,7 @@ pub fn build_brain(config: &Config, services: &Services) -> Result<BrainHandles,
         hours,
         tiers: config.tiers.clone(),
         hold_ttl: services.hold_ttl,
+        notify: services.notify.clone(),
     });
     let conversations: Arc<dyn ConversationFactory> =
         match config.brain.kind {

@@ -55,6 +55,15 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Time the offline speech stack: Whisper per utterance, Piper to first audio.
+    SpeechBench {
+        /// Decodes per utterance.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Threads per Whisper decode.
+        #[arg(long, default_value_t = 1)]
+        threads: u32,
+    },
     /// Carrier-style load test against a running server.
     Loadtest(frontdesk::loadtest::LoadtestArgs),
     /// Create or update the database schema.
@@ -314,12 +323,29 @@ fn main() -> ExitCode {
             }
             std::fs::write(&out, frontdesk::audio::wav::encode_wav_8k(&pcm))
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-            eprintln!("{}: {:.2} s ({})", out.display(), pcm.len() as f64 / 8000.0, tts.voice_name());
+            eprintln!(
+                "{}: {:.2} s ({})",
+                out.display(),
+                pcm.len() as f64 / 8000.0,
+                tts.voice_name()
+            );
+            Ok(())
+        }),
+        Command::SpeechBench { runs, threads } => speech_tool(move |env| async move {
+            let r = frontdesk::providers::local::bench::run(&env, runs, threads).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+            );
             Ok(())
         }),
         Command::Transcribe { files } => speech_tool(move |env| async move {
-            let stt = frontdesk::providers::local::LocalStt::load(&Default::default(), &env, "transcribe")
-                .map_err(|e| e.message)?;
+            let stt = frontdesk::providers::local::LocalStt::load(
+                &Default::default(),
+                &env,
+                "transcribe",
+            )
+            .map_err(|e| e.message)?;
             for f in &files {
                 let pcm = frontdesk::loadtest::simcall::load_turn(f).map_err(|e| e.to_string())?;
                 let text = stt.engine().transcribe(pcm).await?;

@@ -279,10 +279,16 @@ impl Metrics {
             let mut cumulative = 0;
             for (b, n) in h.bounds.iter().zip(&h.buckets) {
                 cumulative += n.load(Relaxed);
-                let _ = writeln!(out, "{name}_bucket{{stage=\"{stage}\",le=\"{b}\"}} {cumulative}");
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{stage=\"{stage}\",le=\"{b}\"}} {cumulative}"
+                );
             }
             let count = h.count.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {count}"
+            );
             let _ = writeln!(
                 out,
                 "{name}_sum{{stage=\"{stage}\"}} {}",

@@ -21,7 +21,7 @@ mod binary;
 
 fn start_server() -> binary::Server {
     binary::spawn(
-        "[vad]\nend_ms = 300\n[call]\ngreeting = \"Thanks for calling.\"\n[brain]\nkind = \"scripted\"\n",
+        "[vad]\nend_ms = 300\n[call]\ngreeting = \"Thanks for calling.\"\n[brain]\nkind = \"scripted\"\n[providers.stt]\nkind = \"scripted\"\n[providers.tts]\nkind = \"scripted\"\n",
         &[("FRONTDESK_API_TOKEN", TOKEN)],
     )
 }

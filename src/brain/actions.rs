@@ -55,6 +55,9 @@ pub struct ActionParts {
     pub tiers: TiersConfig,
     /// How long a hold lasts.
     pub hold_ttl: Duration,
+    /// Queues the booking's confirmation text and remote-CRM meeting
+    /// through the outbox (`None`: notifications off).
+    pub notify: Option<crate::notify::Notify>,
 }
 
 /// The action layer. See the module docs.
@@ -442,6 +445,32 @@ impl Actions {
                 None,
             ),
         };
+        // The confirmation text and the remote CRM's meeting go through the
+        // outbox (durable, once per booking); the booking stands whatever
+        // happens there.
+        if let (Some(n), Some(e)) = (&self.p.notify, &phone) {
+            let now = self.p.clock.now();
+            if let Err(err) = n
+                .enqueue_booking_sms(&booking.id, &booking.owner, booking.start, e.as_str(), now)
+                .await
+            {
+                tracing::error!(error = %err, booking = %booking.id, "booked, but the confirmation text was not queued");
+            }
+            if let Err(err) = n
+                .enqueue_booking_meeting(
+                    &booking.id,
+                    &booking.owner,
+                    booking.start,
+                    booking.end,
+                    e.as_str(),
+                    &a.name,
+                    now,
+                )
+                .await
+            {
+                tracing::error!(error = %err, booking = %booking.id, "booked, but the CRM meeting was not queued");
+            }
+        }
         if let Some(cid) = contact_id {
             let m = Meeting {
                 title: "Voice inbound: booking".into(),

@@ -203,7 +203,10 @@ struct TurnClock {
 
 fn ms_between(a: Option<Instant>, b: Option<Instant>) -> u32 {
     match (a, b) {
-        (Some(a), Some(b)) => b.saturating_duration_since(a).as_millis().min(u32::MAX as u128) as u32,
+        (Some(a), Some(b)) => b
+            .saturating_duration_since(a)
+            .as_millis()
+            .min(u32::MAX as u128) as u32,
         _ => 0,
     }
 }

@@ -24,8 +24,7 @@ pub mod tools;
 
 pub use self::core::{
     Action, CallCore, CoreConfig, CoreEvent, HangupReason, Observation, ReplyEvent, ReplyInput,
-    Waterfall,
-    TurnRecord, TurnState,
+    TurnRecord, TurnState, Waterfall,
 };
 pub use conversation::{Conversation, ConversationFactory, Directive, Event};
 pub use driver::{run_call, CallServices, CallTap, TapEvent};

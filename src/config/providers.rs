@@ -775,7 +775,10 @@ fn tts_validate(c: &TtsConfig, p: &str) -> Result<(), ConfigError> {
             if !name_ok || l.voice.starts_with('.') {
                 return Err(ConfigError::invalid(
                     format!("{p}voice"),
-                    format!("`{}` is not a voice name such as `en_US-joe-medium`", l.voice),
+                    format!(
+                        "`{}` is not a voice name such as `en_US-joe-medium`",
+                        l.voice
+                    ),
                 ));
             }
             if !(0.5..=2.0).contains(&l.length_scale) {

@@ -139,7 +139,11 @@ impl CallReport {
     pub fn human(&self) -> String {
         let mut s = String::new();
         for l in &self.conversation {
-            let who = if l.role == "caller" { "caller" } else { "receptionist" };
+            let who = if l.role == "caller" {
+                "caller"
+            } else {
+                "receptionist"
+            };
             let cut = if l.interrupted { " [interrupted]" } else { "" };
             s.push_str(&format!("{who:>12}: {}{cut}\n", l.text));
         }
@@ -177,8 +181,8 @@ impl CallReport {
 
 /// Read a caller turn: WAV (any rate, resampled) or raw μ-law.
 pub fn load_turn(path: &Path) -> anyhow::Result<Vec<i16>> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     if bytes.starts_with(b"RIFF") {
         wav::decode_to_8k(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     } else {
@@ -414,8 +418,19 @@ pub async fn run(args: CallArgs, config: Config, env: Env) -> anyhow::Result<Cal
                     Speaker::Caller => "caller",
                     _ => "receptionist",
                 };
-                let text = if interrupted { heard.unwrap_or(text) } else { text };
-                turns_by_seq.insert(seq, Line { role, text, interrupted });
+                let text = if interrupted {
+                    heard.unwrap_or(text)
+                } else {
+                    text
+                };
+                turns_by_seq.insert(
+                    seq,
+                    Line {
+                        role,
+                        text,
+                        interrupted,
+                    },
+                );
             }
             TapEvent::Record(Record::ToolStarted(job)) => {
                 order.push(job.id.clone());
@@ -464,7 +479,10 @@ pub async fn run(args: CallArgs, config: Config, env: Env) -> anyhow::Result<Cal
         })
         .await
         .ok()
-        .and_then(|ls| ls.into_iter().find(|l| l.call_sid.as_deref() == Some(&call_sid)));
+        .and_then(|ls| {
+            ls.into_iter()
+                .find(|l| l.call_sid.as_deref() == Some(&call_sid))
+        });
     let mut latency = Vec::new();
     for (i, w) in waterfalls.into_iter().enumerate() {
         latency.push(TurnLatency {
@@ -503,8 +521,9 @@ pub async fn run(args: CallArgs, config: Config, env: Env) -> anyhow::Result<Cal
 fn booking_of(result: &serde_json::Value) -> serde_json::Value {
     let b = result.get("booking").unwrap_or(result);
     let pick = |k: &str| b.get(k).cloned().unwrap_or(serde_json::Value::Null);
+    let id = b.get("booking_id").or_else(|| b.get("id")).cloned();
     serde_json::json!({
-        "id": pick("id"),
+        "id": id.unwrap_or(serde_json::Value::Null),
         "owner": pick("owner"),
         "start": pick("start"),
         "end": pick("end"),

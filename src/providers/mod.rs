@@ -364,9 +364,10 @@ impl Providers {
         fn stt(c: &SttConfig, at: &str, env: &Env) -> Result<(), ProviderSetupError> {
             match c {
                 SttConfig::Local(l) => local::LocalStt::check(l, env, at),
-                SttConfig::Chain(ch) => ch.members.iter().try_for_each(|m| {
-                    stt(m, &format!("{at}.{}", crate::config::stt_kind(m)), env)
-                }),
+                SttConfig::Chain(ch) => ch
+                    .members
+                    .iter()
+                    .try_for_each(|m| stt(m, &format!("{at}.{}", crate::config::stt_kind(m)), env)),
                 _ => Ok(()),
             }
         }
@@ -375,9 +376,10 @@ impl Providers {
                 TtsConfig::Scripted(_) => {
                     build_tts(c, at, env, &Arc::new(Metrics::default())).map(drop)
                 }
-                TtsConfig::Chain(ch) => ch.members.iter().try_for_each(|m| {
-                    tts(m, &format!("{at}.{}", crate::config::tts_kind(m)), env)
-                }),
+                TtsConfig::Chain(ch) => ch
+                    .members
+                    .iter()
+                    .try_for_each(|m| tts(m, &format!("{at}.{}", crate::config::tts_kind(m)), env)),
                 _ => Ok(()),
             }
         }

@@ -10,8 +10,12 @@ use std::sync::{Mutex, OnceLock};
 
 #[link(name = "espeak-ng")]
 extern "C" {
-    fn espeak_Initialize(output: c_int, buflength: c_int, path: *const c_char, options: c_int)
-        -> c_int;
+    fn espeak_Initialize(
+        output: c_int,
+        buflength: c_int,
+        path: *const c_char,
+        options: c_int,
+    ) -> c_int;
     fn espeak_SetVoiceByName(name: *const c_char) -> c_int;
     fn espeak_TextToPhonemes(
         textptr: *mut *const c_void,

@@ -9,6 +9,7 @@
 //! never computes speech and a burst of calls queues instead of
 //! oversubscribing the cores.
 
+pub mod bench;
 pub mod espeak;
 pub mod piper;
 pub mod whisper;
@@ -106,7 +107,11 @@ impl LocalStt {
     }
 
     /// Load the model now (start-up), or say which file is missing.
-    pub fn load(cfg: &LocalSttConfig, env: &Env, key: &str) -> Result<LocalStt, ProviderSetupError> {
+    pub fn load(
+        cfg: &LocalSttConfig,
+        env: &Env,
+        key: &str,
+    ) -> Result<LocalStt, ProviderSetupError> {
         Self::check(cfg, env, key)?;
         let path = Self::model_path(cfg, env);
         let mut cache = WHISPERS.lock().unwrap_or_else(|p| p.into_inner());
@@ -115,8 +120,13 @@ impl LocalStt {
             None => {
                 let decoders = cfg.decoders.map_or_else(cores, |d| d as usize);
                 let e = Arc::new(
-                    whisper::Whisper::load(&path, decoders, cfg.threads as usize, cfg.fit_audio_ctx)
-                        .map_err(|m| setup_error(key, m))?,
+                    whisper::Whisper::load(
+                        &path,
+                        decoders,
+                        cfg.threads as usize,
+                        cfg.fit_audio_ctx,
+                    )
+                    .map_err(|m| setup_error(key, m))?,
                 );
                 cache.push((path, e.clone()));
                 e
@@ -341,7 +351,11 @@ impl std::fmt::Debug for LocalTts {
 impl LocalTts {
     /// Load the Piper voice now (start-up); with its files absent, fall back
     /// to espeak-ng with a warning. A present but broken voice is an error.
-    pub fn load(cfg: &LocalTtsConfig, env: &Env, key: &str) -> Result<LocalTts, ProviderSetupError> {
+    pub fn load(
+        cfg: &LocalTtsConfig,
+        env: &Env,
+        key: &str,
+    ) -> Result<LocalTts, ProviderSetupError> {
         let dir = models_dir(env);
         let model = dir.join(format!("{}.onnx", cfg.voice));
         let json = dir.join(format!("{}.onnx.json", cfg.voice));
@@ -351,8 +365,14 @@ impl LocalTts {
             .map_or_else(|| (cores() / 2).max(1), |n| n as usize);
         let voice: Arc<dyn Synth> = if model.is_file() && json.is_file() && lib.is_file() {
             Arc::new(
-                piper::Piper::load(&model, &lib, workers, cfg.threads as usize, cfg.length_scale)
-                    .map_err(|m| setup_error(key, m))?,
+                piper::Piper::load(
+                    &model,
+                    &lib,
+                    workers,
+                    cfg.threads as usize,
+                    cfg.length_scale,
+                )
+                .map_err(|m| setup_error(key, m))?,
             )
         } else {
             let absent = [&model, &json, &lib]
@@ -386,7 +406,12 @@ impl LocalTts {
     /// Synthesise `text` (kept in the cache), on a blocking thread.
     pub async fn say(&self, text: &str) -> Result<Arc<[i16]>, String> {
         let key = text.trim().to_string();
-        if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(hit) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(hit);
         }
         let _permit = self

@@ -145,7 +145,11 @@ impl Piper {
             free: std::sync::Condvar::new(),
             ids,
             rate: voice.audio.sample_rate,
-            scales: [inf.noise_scale, inf.length_scale * length_scale, inf.noise_w],
+            scales: [
+                inf.noise_scale,
+                inf.length_scale * length_scale,
+                inf.noise_w,
+            ],
         })
     }
 

@@ -120,17 +120,15 @@ impl Whisper {
         let secs = audio.len() as f64 / WHISPER_RATE as f64;
         p.set_max_tokens((secs * 8.0) as i32 + 24);
         let r = state.full(p, &audio);
-        let text = r
-            .map_err(|e| format!("Whisper: {e}"))
-            .map(|()| {
-                let mut text = String::new();
-                for seg in state.as_iter() {
-                    if let Ok(s) = seg.to_str_lossy() {
-                        text.push_str(&s);
-                    }
+        let text = r.map_err(|e| format!("Whisper: {e}")).map(|()| {
+            let mut text = String::new();
+            for seg in state.as_iter() {
+                if let Ok(s) = seg.to_str_lossy() {
+                    text.push_str(&s);
                 }
-                clean(&text)
-            });
+            }
+            clean(&text)
+        });
         self.states
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -216,7 +214,10 @@ mod tests {
         assert_eq!(clean("(music) Hello there. [Music]"), "Hello there.");
         assert_eq!(clean(" *coughs* yes please"), "yes please");
         assert_eq!(clean(" ."), "");
-        assert_eq!(clean(" My number is 555-123-4567."), "My number is 555-123-4567.");
+        assert_eq!(
+            clean(" My number is 555-123-4567."),
+            "My number is 555-123-4567."
+        );
         assert_eq!(
             clean(" We have 40 people. We have 40 people. We have 40"),
             "We have 40 people. We have 40"
