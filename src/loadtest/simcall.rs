@@ -346,21 +346,18 @@ pub async fn run(args: CallArgs, config: Config, env: Env) -> anyhow::Result<Cal
         // Every caller frame now due (the clock never drifts).
         while t0 + FRAME * k as u32 <= now {
             frame.clear();
-            match &mut phase {
-                Phase::Speak { turn, pos } => {
-                    let clip = &turns[*turn];
-                    let end = (*pos + FRAME_BYTES).min(clip.len());
-                    g711::encode_ulaw_into(&clip[*pos..end], &mut frame);
-                    *pos = end;
-                    if end >= clip.len() {
-                        speech_end = Some(now);
-                        phase = Phase::Await {
-                            deadline: now + timeout,
-                            heard: false,
-                        };
-                    }
+            if let Phase::Speak { turn, pos } = &mut phase {
+                let clip = &turns[*turn];
+                let end = (*pos + FRAME_BYTES).min(clip.len());
+                g711::encode_ulaw_into(&clip[*pos..end], &mut frame);
+                *pos = end;
+                if end >= clip.len() {
+                    speech_end = Some(now);
+                    phase = Phase::Await {
+                        deadline: now + timeout,
+                        heard: false,
+                    };
                 }
-                _ => {}
             }
             while frame.len() < FRAME_BYTES {
                 frame.push(g711::linear_to_ulaw(noise.sample()));
