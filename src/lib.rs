@@ -33,7 +33,7 @@
 //! | [`vad`] | webrtc-vad with hysteresis → `SpeechStarted`/`SpeechEnded`; the barge-in policy |
 //! | [`carrier`] | wire formats per carrier ⇄ carrier-neutral [`carrier::CallEvent`] / [`carrier::CarrierCommand`]; close codes for transport rejections; the shared carrier playout emulator |
 //! | [`call`] | the sans-IO call core and [`call::Session`] (core ⇄ [`call::Conversation`]), the reply pipeline, the tool runner, the process-wide call record writer (one transaction per batch), the per-call tokio driver |
-//! | [`providers`] | streaming `Stt`/`Llm`/`Tts` traits; scripted fakes, the Deepgram, OpenAI-compatible, ElevenLabs, Cartesia and Aura clients, and the per-call fail-over chain |
+//! | [`providers`] | streaming `Stt`/`Llm`/`Tts` traits; the embedded offline stack (`local`: whisper.cpp, Piper on ONNX Runtime, espeak-ng, on blocking pools), scripted fakes, the Deepgram, OpenAI-compatible, ElevenLabs, Cartesia and Aura clients, and the per-call fail-over chain |
 //! | [`brain`] | the rules brain (intent, lead tier A–D, slot filling, preferred times, redaction) and the action layer both brains call (holds, CRM upsert, callbacks, the outcome on the lead) |
 //! | [`routing`] | the inbound plan (stages 1–3, IVR, on-call, protection) as a pure function, TwiML, Twilio signatures and stream tokens |
 //! | [`booking`] | `Calendar` trait: slots, holds with TTL, bookings; local + Cal.com |
@@ -41,7 +41,7 @@
 //! | [`notify`] | Slack cards, overnight digest and escalation, signed call-back links with click-to-call, SMS, HubSpot sync, the post-call webhook — all through the leased outbox worker |
 //! | [`store`] | sqlx on SQLite (default) and PostgreSQL; migrations; durable outbox; calls, turns, tool-job ledger, lead outcomes, dashboard queries |
 //! | [`http`] | axum router: media WebSockets, health, metrics, API, Twilio and Slack webhooks, call-back pages, `/dashboard` (no wiring: handles come from [`app`]) |
-//! | [`loadtest`] | carrier-style load generator (`frontdesk loadtest`) |
+//! | [`loadtest`] | carrier emulation: the load generator (`frontdesk loadtest`) and the one simulated call (`frontdesk call`, `simcall`) |
 //!
 //! Leaves, imported by many and importing no other module of the crate
 //! (except `pii`): [`clock`] (`Clock`, `Sleeper`), [`retry`] (back-off,
