@@ -153,6 +153,12 @@ fn check_config_and_serve_refuse_the_same_configs_naming_the_same_key() {
     );
     let cases: Vec<Case> = vec![
         (
+            "the offline speech model is not installed",
+            String::new(),
+            vec![("FRONTDESK_MODELS_DIR", "/nonexistent/frontdesk-models")],
+            "scripts/fetch-models",
+        ),
+        (
             "unknown region",
             "[business]\ndefault_region = \"XX\"\n".into(),
             vec![],
