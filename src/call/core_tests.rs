@@ -79,6 +79,29 @@ fn turns_go_greeting_listening_speaking_thinking_replying() {
     // end window 500 + stt 100 + llm 200 + tts 150 (+ a frame of VAD granularity)
     let ms = d.as_millis() as u64;
     assert!((950..=1000).contains(&ms), "turn latency {ms} ms");
+    // The same turn stage by stage: the end-of-turn window, then each
+    // provider's latency, adding up to the whole.
+    let falls: Vec<_> = sim
+        .log
+        .obs
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Observation::Waterfall(w) => Some(*w),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        falls.len(),
+        1,
+        "one answered turn (the greeting answers nothing)"
+    );
+    let w = falls[0];
+    let near = |v: u32, want: u32| v.abs_diff(want) <= 25;
+    assert!(near(w.end_of_turn_ms, 500), "{w:?}");
+    assert!(near(w.stt_ms, 100), "{w:?}");
+    assert!(near(w.first_token_ms, 200), "{w:?}");
+    assert!(near(w.tts_ms, 150), "{w:?}");
+    assert_eq!(u64::from(w.total_ms), ms, "{w:?}");
     // Both replies were played out in full: 2 × 2 s of audio, nothing cleared.
     assert_eq!(sim.media_ms(), 4000);
     assert!(sim.clears().is_empty());
