@@ -449,27 +449,8 @@ impl Actions {
         // outbox (durable, once per booking); the booking stands whatever
         // happens there.
         if let (Some(n), Some(e)) = (&self.p.notify, &phone) {
-            let now = self.p.clock.now();
-            if let Err(err) = n
-                .enqueue_booking_sms(&booking.id, &booking.owner, booking.start, e.as_str(), now)
-                .await
-            {
-                tracing::error!(error = %err, booking = %booking.id, "booked, but the confirmation text was not queued");
-            }
-            if let Err(err) = n
-                .enqueue_booking_meeting(
-                    &booking.id,
-                    &booking.owner,
-                    booking.start,
-                    booking.end,
-                    e.as_str(),
-                    &a.name,
-                    now,
-                )
-                .await
-            {
-                tracing::error!(error = %err, booking = %booking.id, "booked, but the CRM meeting was not queued");
-            }
+            n.enqueue_booking_followups(&booking, e.as_str(), &a.name, self.p.clock.now())
+                .await;
         }
         if let Some(cid) = contact_id {
             let m = Meeting {

@@ -736,27 +736,8 @@ async fn confirm_hold(
     // The confirmation text to the attendee (through the outbox; off unless
     // `[twilio] sms_from` is set). The booking stands whatever happens here.
     if let (Some(n), Some(p)) = (&s.notify, &attendee.phone) {
-        let now = s.clock.now();
-        if let Err(e) = n
-            .enqueue_booking_sms(&booking.id, &booking.owner, booking.start, p.as_str(), now)
-            .await
-        {
-            tracing::error!(error = %e, booking = %booking.id, "booked, but the confirmation text was not queued");
-        }
-        if let Err(e) = n
-            .enqueue_booking_meeting(
-                &booking.id,
-                &booking.owner,
-                booking.start,
-                booking.end,
-                p.as_str(),
-                attendee.name.expose(),
-                now,
-            )
-            .await
-        {
-            tracing::error!(error = %e, booking = %booking.id, "booked, but the CRM meeting was not queued");
-        }
+        n.enqueue_booking_followups(&booking, p.as_str(), attendee.name.expose(), s.clock.now())
+            .await;
     }
     Ok((StatusCode::CREATED, Json(booking)).into_response())
 }

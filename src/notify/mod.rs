@@ -422,6 +422,39 @@ impl Notify {
 }
 
 impl Notify {
+    /// Everything that follows a confirmed booking, through the outbox: the
+    /// confirmation text to `phone` and the meeting in the remote CRM. The
+    /// booking stands whatever happens here, so failures are logged, not
+    /// returned.
+    pub async fn enqueue_booking_followups(
+        &self,
+        booking: &crate::booking::Booking,
+        phone: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) {
+        if let Err(e) = self
+            .enqueue_booking_sms(&booking.id, &booking.owner, booking.start, phone, now)
+            .await
+        {
+            tracing::error!(error = %e, booking = %booking.id, "booked, but the confirmation text was not queued");
+        }
+        if let Err(e) = self
+            .enqueue_booking_meeting(
+                &booking.id,
+                &booking.owner,
+                booking.start,
+                booking.end,
+                phone,
+                name,
+                now,
+            )
+            .await
+        {
+            tracing::error!(error = %e, booking = %booking.id, "booked, but the CRM meeting was not queued");
+        }
+    }
+
     /// Queue the booking as a meeting on the attendee's contact in the
     /// remote CRM (once per booking id). False when no remote CRM is on.
     #[allow(clippy::too_many_arguments)]

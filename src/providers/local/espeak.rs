@@ -77,9 +77,8 @@ pub fn with_espeak<T>(f: impl FnOnce(&mut Espeak) -> T) -> Result<T, String> {
         if rate <= 0 {
             return Err("libespeak-ng could not initialise (is espeak-ng-data installed?)".into());
         }
-        let voice = CString::new("en-us").expect("no NUL");
         // SAFETY: the library is initialised; the name is a valid C string.
-        if unsafe { espeak_SetVoiceByName(voice.as_ptr()) } != EE_OK {
+        if unsafe { espeak_SetVoiceByName(c"en-us".as_ptr()) } != EE_OK {
             return Err("libespeak-ng has no `en-us` voice".into());
         }
         // SAFETY: a plain function pointer that lives for the whole process.
