@@ -23,8 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::{Listener, ListenerExt};
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -210,9 +209,11 @@ pub async fn serve(
             warn!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only (carriers and webhooks speak it): no protocol sniffing,
+    // so the upgraded media socket is not read through an extra rewind
+    // buffer on every frame.
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let builder = Arc::new(builder);
@@ -244,16 +245,15 @@ pub async fn serve(
 /// One HTTP connection, until it closes, upgrades, or fails to send a
 /// request head within `header_timeout`.
 async fn serve_connection(
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<hyper::server::conn::http1::Builder>,
     tcp: TcpStream,
     app: Router,
     header_timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    // hyper's own header timeout starts only once it has told HTTP/1 from
-    // HTTP/2 by the first bytes, so a connection that sends nothing (or a
-    // prefix of the HTTP/2 preface) would wait forever: this bounds the wait
-    // for the first request head from the accept.
+    // This bounds the wait for the first request head from the accept,
+    // whatever hyper's own header timer does with a connection that sends
+    // nothing at all.
     let got_request = Arc::new(AtomicBool::new(false));
     let service = {
         let got_request = got_request.clone();
@@ -263,7 +263,9 @@ async fn serve_connection(
             hyper::service::Service::call(&app, req)
         })
     };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+    let conn = builder
+        .serve_connection(TokioIo::new(tcp), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let first_request = tokio::time::sleep(header_timeout);
     tokio::pin!(first_request);
