@@ -59,10 +59,22 @@ fn config(dir: &Path) -> PathBuf {
 }
 
 fn call(cfg: &Path, turns: &[PathBuf], out: &Path) -> serde_json::Value {
-    let o = Command::new(BIN)
-        .arg("call")
-        .arg("--config")
-        .arg(cfg)
+    call_from(cfg, None, turns, out).0
+}
+
+/// The call's JSON report and everything it logged.
+fn call_from(
+    cfg: &Path,
+    from: Option<&str>,
+    turns: &[PathBuf],
+    out: &Path,
+) -> (serde_json::Value, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("call").arg("--config").arg(cfg);
+    if let Some(f) = from {
+        cmd.arg("--from").arg(f);
+    }
+    let o = cmd
         .arg("--json")
         .arg("--out")
         .arg(out)
@@ -70,17 +82,15 @@ fn call(cfg: &Path, turns: &[PathBuf], out: &Path) -> serde_json::Value {
         .env_remove("FRONTDESK_DATABASE_URL")
         .output()
         .expect("frontdesk call");
-    assert!(
-        o.status.success(),
-        "frontdesk call failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "frontdesk call failed: {stderr}");
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout is not one JSON object ({e}): {}",
             String::from_utf8_lossy(&o.stdout)
         )
-    })
+    });
+    (v, stderr)
 }
 
 fn transcribe(wav: &Path) -> String {
@@ -164,4 +174,168 @@ fn a_spoken_demo_request_is_booked() {
         heard.contains("friday"),
         "the read-back is intelligible: {heard}"
     );
+}
+
+/// One spoken scenario (scripts/make-callers) in one voice, on a fresh
+/// store: the report, the logs, and the directory everything was written to.
+struct Spoken {
+    v: serde_json::Value,
+    logs: String,
+    dir: tempfile::TempDir,
+}
+
+fn spoken(scenario: &str, voice: &str, from: Option<&str>) -> Spoken {
+    spoken_with(scenario, voice, from, |_| {})
+}
+
+fn spoken_with(
+    scenario: &str,
+    voice: &str,
+    from: Option<&str>,
+    seed: impl FnOnce(&Path),
+) -> Spoken {
+    models_present();
+    let dir = tempfile::tempdir().expect("tmp");
+    make_callers(dir.path(), scenario);
+    let cfg = config(dir.path());
+    seed(dir.path());
+    let out = dir.path().join("reply.wav");
+    let turns = turns(&dir.path().join(scenario).join(voice));
+    let (v, logs) = call_from(&cfg, from, &turns, &out);
+    Spoken { v, logs, dir }
+}
+
+fn actions(v: &serde_json::Value) -> Vec<String> {
+    v["actions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_spoken_existing_customer_is_greeted_by_name_and_put_through_to_support() {
+    let s = spoken_with("existing", "plain", Some("+442079460123"), |dir| {
+        // Stored from a national number; the call comes in as E.164.
+        let url = format!("sqlite://{}", dir.join("calls.db").display());
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let store = frontdesk::store::Store::connect(&url, &Default::default())
+                .await
+                .expect("store");
+            let e = frontdesk::phone::normalise("020 7946 0123", phonenumber::country::Id::GB)
+                .expect("number");
+            store
+                .upsert_contact(
+                    &frontdesk::store::NewContact {
+                        phone_e164: e.to_pii(),
+                        name: Some(frontdesk::pii::Pii::new("Priya Shah".into())),
+                        email: None,
+                        timezone: None,
+                    },
+                    chrono::Utc::now(),
+                )
+                .await
+                .expect("contact");
+            store.close().await;
+        });
+    });
+    let v = &s.v;
+    let first = said(v, "receptionist");
+    assert!(first.contains("priya"), "greeted by name: {first}");
+    assert_eq!(v["intent"], "support", "{v:#}");
+    assert_eq!(v["outcome"], "transferred", "{v:#}");
+    assert!(v["transfer"].is_object(), "{v:#}");
+}
+
+#[test]
+fn a_spoken_referral_gets_a_partnerships_callback() {
+    let s = spoken("referral", "slow-low", None);
+    let v = &s.v;
+    assert!(said(v, "caller").contains("partner"), "{v:#}");
+    assert_eq!(v["intent"], "referral", "{v:#}");
+    assert_eq!(v["outcome"], "callback", "{v:#}");
+    assert_eq!(v["lead"]["routing_owner"], "team_partnerships", "{v:#}");
+}
+
+#[test]
+fn a_spoken_unclear_call_is_handed_to_a_person() {
+    let s = spoken("unclear", "fast-high", None);
+    let v = &s.v;
+    assert_eq!(v["intent"], "unclear", "{v:#}");
+    assert_eq!(v["outcome"], "transferred", "{v:#}");
+    assert!(said(v, "receptionist").contains("connect you"), "{v:#}");
+}
+
+#[test]
+fn a_spoken_opt_out_is_honoured() {
+    let s = spoken("optout", "plain", None);
+    let v = &s.v;
+    assert_eq!(v["outcome"], "opted_out", "{v:#}");
+    assert!(v["tier"].is_null(), "{v:#}");
+    assert!(!actions(v).contains(&"take_callback".to_string()), "{v:#}");
+}
+
+#[test]
+fn a_spoken_phone_number_becomes_the_callback_number() {
+    // From a London landline; the call back goes to the mobile read out.
+    let s = spoken("number", "slow-low", Some("+442079460123"));
+    let v = &s.v;
+    assert_eq!(v["outcome"], "callback", "{v:#}");
+    assert_eq!(v["lead"]["phone"], "+447700900123", "{v:#}");
+}
+
+#[test]
+fn a_spoken_accept_then_decline_releases_the_hold() {
+    let s = spoken("decline", "plain", None);
+    let v = &s.v;
+    let acts = actions(v);
+    assert!(acts.contains(&"hold_slot".to_string()), "{v:#}");
+    assert!(acts.contains(&"release_hold".to_string()), "{v:#}");
+    assert!(v["booking"].is_null(), "{v:#}");
+    assert_eq!(v["outcome"], "callback", "{v:#}");
+    assert_eq!(v["tier"], "C", "{v:#}");
+}
+
+/// Every file under `dir` but the caller's own audio, as text (lossy).
+fn written(dir: &Path) -> String {
+    let mut all = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_none_or(|x| x != "ul") {
+                all.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    all.to_lowercase()
+}
+
+#[test]
+fn a_spoken_card_number_and_health_detail_are_kept_nowhere() {
+    let s = spoken("redact", "fast-high", None);
+    let v = &s.v;
+    let stdout = v.to_string().to_lowercase();
+    let logs = s.logs.to_lowercase();
+    let files = written(s.dir.path());
+    let heard = transcribe(&s.dir.path().join("reply.wav"));
+    for (what, text) in [
+        ("stdout", &stdout),
+        ("logs", &logs),
+        ("files", &files),
+        ("reply", &heard),
+    ] {
+        for bad in ["4111", "four one one one", "diabetes", "diagnosed"] {
+            assert!(!text.contains(bad), "`{bad}` in {what}");
+        }
+    }
+    // The call itself went on: a lead a rep can act on.
+    assert!(said(v, "caller").contains("quote"), "{v:#}");
+    assert_eq!(v["outcome"], "callback", "{v:#}");
 }
