@@ -230,6 +230,13 @@ pub enum Action {
         /// The generation to stop.
         gen: u64,
     },
+    /// Ask the STT for the words of the caller's sound so far, as an
+    /// interim transcript, without ending the utterance (an STT with no
+    /// interim results of its own).
+    PeekWords,
+    /// The caller's sound while the bot spoke was not an interruption (a
+    /// cough, line noise, a backchannel): the STT forgets the audio it holds.
+    ForgetAudio,
     /// Count this.
     Observe(Observation),
     /// End the call.
@@ -269,6 +276,11 @@ pub struct CoreConfig {
     pub reply_timeout: Duration,
     /// Hang up after this long without media.
     pub media_timeout: Duration,
+    /// The STT sends interim words by itself (Deepgram). `false` (the
+    /// offline Whisper): the core asks for the words of a possible
+    /// interruption with [`Action::PeekWords`] and waits
+    /// `vad.barge_in_word_wait_ms` for them.
+    pub stt_interims: bool,
 }
 
 impl CoreConfig {
@@ -283,6 +295,7 @@ impl CoreConfig {
             transcript_timeout: Duration::from_millis(call.transcript_timeout_ms),
             reply_timeout: Duration::from_millis(call.reply_timeout_ms),
             media_timeout: Duration::from_millis(call.media_timeout_ms),
+            stt_interims: true,
         }
     }
 }
@@ -346,6 +359,11 @@ pub struct CallCore {
     cfg: CoreConfig,
     vad: VoiceDetector,
     barge: BargeIn,
+    /// Peeks asked for whose words have not come back.
+    peeks_in_flight: u32,
+    /// Of those, the ones whose sound was already decided: their words are
+    /// ignored when they come.
+    stale_peeks: u32,
     partial: Vec<i16>,
     state: TurnState,
     started: bool,
@@ -388,7 +406,13 @@ impl CallCore {
     pub fn new(cfg: CoreConfig) -> Self {
         CallCore {
             vad: VoiceDetector::new(&cfg.vad),
-            barge: BargeIn::new(cfg.vad.barge_in_min_ms),
+            barge: if cfg.stt_interims {
+                BargeIn::new(cfg.vad.barge_in_min_ms)
+            } else {
+                BargeIn::with_word_wait(cfg.vad.barge_in_min_ms, cfg.vad.barge_in_word_wait_ms)
+            },
+            peeks_in_flight: 0,
+            stale_peeks: 0,
             cfg,
             partial: Vec::with_capacity(FRAME_SAMPLES),
             state: TurnState::Listening,
@@ -593,6 +617,14 @@ impl CallCore {
         }
         match ev {
             SttEvent::Interim(text) => {
+                if !self.cfg.stt_interims {
+                    // The words of a peek: only the latest one's count.
+                    self.peeks_in_flight = self.peeks_in_flight.saturating_sub(1);
+                    if self.stale_peeks > 0 {
+                        self.stale_peeks -= 1;
+                        return;
+                    }
+                }
                 if matches!(self.state, TurnState::Greeting | TurnState::BotSpeaking) {
                     let d = self.barge.on_words(&text);
                     self.apply_barge(d, now);
@@ -756,14 +788,32 @@ impl CallCore {
                     r.paused = true;
                 }
             }
+            BargeInDecision::Peek => {
+                if let Some(r) = self.reply.as_mut() {
+                    r.paused = true;
+                }
+                self.peeks_in_flight += 1;
+                self.actions.push_back(Action::PeekWords);
+            }
             BargeInDecision::Resume => {
+                self.settle_peeks();
+                self.actions.push_back(Action::ForgetAudio);
                 if let Some(r) = self.reply.as_mut() {
                     r.paused = false;
                 }
                 self.pump(now);
             }
-            BargeInDecision::Interrupt => self.interrupt(now),
+            BargeInDecision::Interrupt => {
+                self.settle_peeks();
+                self.interrupt(now);
+            }
         }
+    }
+
+    /// The sound being judged is decided: words still to come from its
+    /// peeks are about it, not about the next one.
+    fn settle_peeks(&mut self) {
+        self.stale_peeks = self.peeks_in_flight;
     }
 
     fn interrupt(&mut self, now: Instant) {

@@ -530,3 +530,102 @@ fn the_model_sees_only_what_the_caller_heard_of_an_interrupted_reply() {
         "the uninterrupted reply is whole"
     );
 }
+
+/// The STT answers peeks (the offline Whisper has no interim words):
+/// pricing question, then `gap_ms` into the reply, then `interruption`
+/// (fixtures, in order, back to back), with the peek hearing `words`.
+fn peeked(interruption: &[&str], gap_ms: u64, words: &str) -> (Sim, u64) {
+    let mut caller = CallerAudio::default()
+        .noise(500)
+        .say("pricing.wav")
+        .noise(950 + gap_ms);
+    let onset = caller.at_ms();
+    for f in interruption {
+        caller = caller.say(f);
+    }
+    let caller = caller.noise(4000);
+    let world = World {
+        peek_words: Some(words.into()),
+        ..World::default()
+    };
+    let mut sim = Sim::new(vad(), no_greeting(), world, caller);
+    sim.run_until(14_000);
+    (sim, onset)
+}
+
+fn peeks(sim: &Sim) -> Vec<u64> {
+    sim.log
+        .actions
+        .iter()
+        .filter(|(_, a)| *a == Output::PeekWords)
+        .map(|(t, _)| *t)
+        .collect()
+}
+
+#[test]
+fn an_uh_huh_during_the_reply_does_not_interrupt_it() {
+    // "uh-huh, uh-huh": long enough (≈0.8 s) that the words are asked for.
+    let (sim, _) = peeked(&["backchannel.wav", "backchannel.wav"], 300, "Uh-huh, uh-huh.");
+    assert_eq!(peeks(&sim).len(), 1, "the sound's words were asked for");
+    assert!(sim.clears().is_empty(), "a backchannel cleared the reply");
+    assert_eq!(sim.media_ms(), 2000, "the whole reply was heard");
+    assert_eq!(sim.replies_started().len(), 1, "no new turn");
+    assert!(sim.bot_turns().iter().all(|t| !t.interrupted && t.heard_ms == 2000));
+    assert!(sim.caller_turns().len() == 1, "{:?}", sim.caller_turns());
+    // The STT was told to forget the backchannel's audio.
+    assert!(sim
+        .log
+        .actions
+        .iter()
+        .any(|(_, a)| *a == Output::ForgetAudio));
+    assert_eq!(sim.session.state(), TurnState::Listening);
+}
+
+#[test]
+fn coughs_and_line_noise_do_not_interrupt_an_offline_call_either() {
+    for fx in ["short_burst.wav", "line_noise.wav"] {
+        let (sim, _) = peeked(&[fx], 500, "");
+        assert!(sim.clears().is_empty(), "{fx} caused a clear");
+        assert_eq!(sim.media_ms(), 2000, "{fx}: the whole reply was sent");
+        assert_eq!(sim.replies_started().len(), 1, "{fx}: no new turn");
+    }
+}
+
+#[test]
+fn a_real_interruption_clears_within_a_frame_of_its_words() {
+    let (sim, _) = peeked(&["existing_customer.wav"], 700, "Hi, I'm already a customer");
+    let asked = peeks(&sim);
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let words_at = asked[0] + sim.world.stt_ms;
+    let clears = sim.clears();
+    assert_eq!(clears.len(), 1, "{clears:?}");
+    let clear = clears[0];
+    assert!(
+        clear >= words_at && clear <= words_at + 20,
+        "clear at {clear}, the words came at {words_at}"
+    );
+    // No frame of the cancelled reply reached the carrier after the clear.
+    let next_reply = sim.replies_started().get(1).map(|r| r.0).unwrap_or(u64::MAX);
+    assert_eq!(sim.media_between(clear, next_reply), 0);
+    let cut = sim.bot_turns().into_iter().find(|t| t.interrupted).expect("cut off");
+    assert!(cut.heard_ms < 2000, "{cut:?}");
+    // The interruption is the caller's next turn, and gets its reply.
+    assert_eq!(sim.replies_started().len(), 2);
+}
+
+#[test]
+fn a_caller_who_keeps_talking_interrupts_even_without_words() {
+    let (sim, onset) = peeked(&["existing_customer.wav"], 700, "");
+    let clears = sim.clears();
+    assert_eq!(clears.len(), 1, "{clears:?}");
+    // Not before barge_in_min_ms (300) + barge_in_word_wait_ms (700) of
+    // voice (a pause between the caller's phrases starts the count again),
+    // and well inside the caller's 5-second sentence.
+    let arrive = onset + 20 + sim.world.link_ms;
+    assert!(
+        clears[0] >= arrive + 960 && clears[0] <= arrive + 3000,
+        "clear at {}, onset arrived {arrive}",
+        clears[0]
+    );
+    assert_eq!(sim.replies_started().len(), 2, "and the caller got a reply");
+}

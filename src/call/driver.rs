@@ -42,7 +42,7 @@ use crate::carrier::{CallEvent, CarrierCodec, CarrierCommand, StreamStart};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::providers::{Providers, SttInput, SttParams, SttSession};
+use crate::providers::{Providers, SttEvent, SttInput, SttParams, SttSession};
 use crate::routing::signature::{verify_stream_token, StreamKey};
 
 /// What a call did, for an in-process observer.
@@ -231,7 +231,7 @@ impl Stt {
     }
 }
 
-async fn next_stt(stt: &mut SttState) -> Option<crate::providers::SttEvent> {
+async fn next_stt(stt: &mut SttState) -> Option<SttEvent> {
     match stt {
         SttState::Open(s) => s.events.recv().await,
         _ => std::future::pending().await,
@@ -377,9 +377,14 @@ async fn drive<T, C>(
 {
     let metrics = services.metrics.clone();
     let cfg = &services.config;
+    // This call's own providers: a fail-over chain moves this call only.
+    let providers = services.providers.for_call();
     let mut session = Session::new(
         SessionConfig {
-            core: CoreConfig::new(&cfg.vad, &cfg.call),
+            core: CoreConfig {
+                stt_interims: providers.stt.interims(),
+                ..CoreConfig::new(&cfg.vad, &cfg.call)
+            },
             region: services.region,
         },
         services.conversations.start(),
@@ -400,8 +405,6 @@ async fn drive<T, C>(
         voice: cfg.providers.tts.voice(),
     };
     let mut replies: Vec<(u64, AbortHandle)> = Vec::new();
-    // This call's own providers: a fail-over chain moves this call only.
-    let providers = services.providers.for_call();
     let stt_wants_audio = providers.stt.wants_audio();
     // Open the STT beside the loop: the greeting must not wait for it.
     let mut stt = Stt {
@@ -516,6 +519,23 @@ async fn drive<T, C>(
                 Output::EndOfUtterance => {
                     if let SttState::Open(s) = &stt.state {
                         let _ = s.input.try_send(SttInput::EndOfUtterance);
+                    }
+                }
+                Output::PeekWords => {
+                    let asked = match &stt.state {
+                        SttState::Open(s) => s.input.try_send(SttInput::Peek).is_ok(),
+                        _ => false,
+                    };
+                    if !asked {
+                        // Every peek gets its answer: "no words" now (the
+                        // caller who goes on talking interrupts at the
+                        // word-wait bound).
+                        session.handle_stt(SttEvent::Interim(String::new()), now());
+                    }
+                }
+                Output::ForgetAudio => {
+                    if let SttState::Open(s) = &stt.state {
+                        let _ = s.input.try_send(SttInput::Forget);
                     }
                 }
                 Output::StartReply { gen, input } => {

@@ -88,6 +88,10 @@ pub enum Output {
     Send(CarrierCommand),
     /// Ask the STT to finalise the utterance.
     EndOfUtterance,
+    /// Ask the STT for the words of the sound so far (an interim).
+    PeekWords,
+    /// Tell the STT to forget the audio it holds (not an interruption).
+    ForgetAudio,
     /// Start the reply pipeline for generation `gen`.
     StartReply {
         /// Generation id.
@@ -415,6 +419,8 @@ impl Session {
             self.out.push_back(match a {
                 Action::Send(c) => Output::Send(c),
                 Action::EndOfUtterance => Output::EndOfUtterance,
+                Action::PeekWords => Output::PeekWords,
+                Action::ForgetAudio => Output::ForgetAudio,
                 Action::StartReply { gen, input } => Output::StartReply { gen, input },
                 Action::CancelReply { gen } => Output::CancelReply { gen },
                 Action::Observe(o) => Output::Observe(o),

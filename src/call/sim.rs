@@ -90,6 +90,9 @@ pub struct World {
     /// Reply audio (default: the 2 s bot reply fixture).
     pub reply_audio: Vec<i16>,
     pub transcript: String,
+    /// `Some`: the STT sends no interim words (like the offline Whisper)
+    /// and answers each peek with these words, `stt_ms` later.
+    pub peek_words: Option<String>,
 }
 
 impl Default for World {
@@ -103,6 +106,7 @@ impl Default for World {
             jitter_every: 0,
             reply_audio: fixture("bot_reply.wav"),
             transcript: "I'd like to book a demo".into(),
+            peek_words: None,
         }
     }
 }
@@ -180,7 +184,10 @@ impl Sim {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let session = Session::new(
             SessionConfig {
-                core: CoreConfig::new(&vad, &call),
+                core: CoreConfig {
+                    stt_interims: world.peek_words.is_none(),
+                    ..CoreConfig::new(&vad, &call)
+                },
                 region: None,
             },
             Box::new(Probe {
@@ -396,6 +403,11 @@ impl Sim {
                         }),
                     );
                     self.log.actions.push((now, Output::EndOfUtterance));
+                }
+                Output::PeekWords => {
+                    let text = self.world.peek_words.clone().unwrap_or_default();
+                    self.schedule(now + self.world.stt_ms, Ev::Stt(SttEvent::Interim(text)));
+                    self.log.actions.push((now, Output::PeekWords));
                 }
                 Output::StartReply { gen, input } => {
                     let (text, llm) = match &input {

@@ -155,6 +155,12 @@ pub struct VadConfig {
     pub end_ms: u32,
     /// While the bot speaks, caller speech at least this long interrupts it (default 300, 20–5000, multiple of 20).
     pub barge_in_min_ms: u32,
+    /// With an STT that sends no interim words (the offline Whisper): after
+    /// `barge_in_min_ms` the words of the caller's sound are decoded, and
+    /// the bot stays paused this much longer waiting for them; a backchannel
+    /// ("uh-huh", "okay") resumes the reply, other words interrupt it, and
+    /// no words by then interrupt it anyway (default 700, 0–5000, multiple of 20).
+    pub barge_in_word_wait_ms: u32,
     /// webrtc-vad aggressiveness 0–3 (default 2: "aggressive").
     pub mode: u8,
     /// Frames quieter than this RMS level (dBFS) are never speech (default −50; line hiss sits below it).
@@ -172,6 +178,7 @@ impl Default for VadConfig {
             start_ms: 200,
             end_ms: 500,
             barge_in_min_ms: 300,
+            barge_in_word_wait_ms: 700,
             mode: 2,
             energy_floor_dbfs: -50.0,
             slot_end_ms: 1200,
@@ -488,6 +495,13 @@ impl Config {
         check_ms("vad.start_ms", v.start_ms, 20, 2000, true)?;
         check_ms("vad.end_ms", v.end_ms, 20, 5000, true)?;
         check_ms("vad.barge_in_min_ms", v.barge_in_min_ms, 20, 5000, true)?;
+        check_ms(
+            "vad.barge_in_word_wait_ms",
+            v.barge_in_word_wait_ms,
+            0,
+            5000,
+            true,
+        )?;
         check_ms("vad.slot_end_ms", v.slot_end_ms, 20, 5000, true)?;
         if v.slot_end_ms < v.end_ms {
             return Err(ConfigError::invalid(

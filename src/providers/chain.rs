@@ -458,6 +458,12 @@ impl Stt for ChainStt {
         self.members.iter().any(|m| m.wants_audio())
     }
 
+    /// As the first member: a call starts on it, and one that fails over
+    /// keeps the barge-in policy it started with.
+    fn interims(&self) -> bool {
+        self.members[0].interims()
+    }
+
     async fn open(&self, params: SttParams) -> Result<SttSession, ProviderError> {
         let (i, session) = self.open_from(0, &params).await?;
         let (in_tx, in_rx) = mpsc::channel(64);
@@ -509,6 +515,17 @@ impl SttRun {
                                 // A closed member shows in its events.
                                 let _ = session.input.send(SttInput::Audio(frame)).await;
                             }
+                        }
+                        Some(SttInput::Forget) => {
+                            if waiting == 0 {
+                                // (An utterance still owed its transcript
+                                // keeps its audio for a fail-over.)
+                                replay.clear();
+                            }
+                            let _ = session.input.send(SttInput::Forget).await;
+                        }
+                        Some(SttInput::Peek) => {
+                            let _ = session.input.send(SttInput::Peek).await;
                         }
                         Some(SttInput::EndOfUtterance) => {
                             waiting += 1;

@@ -212,7 +212,9 @@ async fn run(
                         }
                         sink.send(Message::binary(bytes.clone())).await
                     }
-                    Some(SttInput::Audio(_)) => Ok(()),
+                    // Deepgram sends interims by itself, and what it was
+                    // sent is gone.
+                    Some(SttInput::Audio(_) | SttInput::Peek | SttInput::Forget) => Ok(()),
                     Some(SttInput::EndOfUtterance) => sink.send(control("Finalize")).await,
                     None => {
                         closing = Some(Instant::now() + CLOSE_GRACE);

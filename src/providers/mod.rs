@@ -93,6 +93,14 @@ pub enum SttInput {
     Audio(Arc<[i16]>),
     /// Our VAD says the caller stopped: finalise what you have (Deepgram `Finalize`).
     EndOfUtterance,
+    /// Send the words of the audio so far as an [`SttEvent::Interim`],
+    /// without ending the utterance. A provider with interims of its own
+    /// (Deepgram) ignores it.
+    Peek,
+    /// Forget the audio held for the current utterance: it was a cough or a
+    /// backchannel under the bot's speech, not the caller's turn. A
+    /// streaming provider that already sent it on ignores this.
+    Forget,
 }
 
 /// Received from an STT session.
@@ -131,6 +139,13 @@ pub trait Stt: Send + Sync {
     /// Whether the session needs caller audio (a scripted fake does not, which
     /// saves a channel hop per frame).
     fn wants_audio(&self) -> bool {
+        true
+    }
+    /// Whether the session sends [`SttEvent::Interim`] words by itself
+    /// while the caller talks (default true). `false`: it transcribes only
+    /// at the end of an utterance or on [`SttInput::Peek`], so the call core
+    /// peeks to tell a backchannel from an interruption.
+    fn interims(&self) -> bool {
         true
     }
     /// Open a session for one call.

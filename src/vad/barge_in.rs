@@ -4,12 +4,22 @@
 //! [`BargeInDecision::Pause`]: stop sending *new* bot audio (what the carrier
 //! already holds keeps playing, at most `call.max_ahead_ms`). Then either
 //!
-//! * the caller keeps talking for `barge_in_min_ms` → [`BargeInDecision::Interrupt`]
-//!   (the core sends `clear` and cancels the reply), or
-//! * the sound stops first (a cough, a click, line noise) → [`BargeInDecision::Resume`], or
-//! * an interim transcript arrives: only backchannel words ("uh-huh", "yeah",
+//! * the sound stops first (a cough, a click, line noise, a short "yeah") →
+//!   [`BargeInDecision::Resume`]: playback goes on where it paused, and the
+//!   sound is forgotten; or
+//! * words of the sound arrive: only backchannel words ("uh-huh", "yeah",
 //!   "ok", "mm") → `Resume` and the rest of that sound is ignored; any other
-//!   word → `Interrupt` at once.
+//!   word → [`BargeInDecision::Interrupt`] at once (the core sends `clear`
+//!   and cancels the reply); or
+//! * the caller keeps talking for `barge_in_min_ms` with no words yet. With
+//!   a streaming STT that sends interim words (Deepgram) that is an
+//!   interruption. With one that only transcribes on request (the offline
+//!   Whisper), the policy says [`BargeInDecision::Peek`] — decode the sound
+//!   so far — and waits up to `barge_in_word_wait_ms` more for its words
+//!   before it interrupts anyway.
+//!
+//! A backchannel that goes on past [`VETO_MAX_MS`] is judged afresh: the
+//! caller who says "yeah, yeah, but what about…" is heard.
 //!
 //! The policy counts frames, not time, so it is deterministic.
 
@@ -24,6 +34,9 @@ pub enum BargeInDecision {
     Resume,
     /// A real interruption: clear the carrier's audio and stop the reply.
     Interrupt,
+    /// Still pending: ask the STT for the words of the sound so far (they
+    /// come back through [`BargeIn::on_words`]).
+    Peek,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,9 +45,11 @@ enum State {
     Pending {
         voiced_ms: u32,
         gap_ms: u32,
+        peeked: bool,
     },
-    /// A backchannel: ignore this sound until it stops.
+    /// A backchannel: ignore this sound until it stops (or runs too long).
     Vetoed {
+        voiced_ms: u32,
         gap_ms: u32,
     },
     /// Interrupt was decided; nothing more until [`BargeIn::reset`].
@@ -44,19 +59,37 @@ enum State {
 /// Silence this long ends a pending interruption (or a vetoed sound).
 const GAP_MS: u32 = 60;
 
+/// A backchannel longer than this (of voiced audio) is judged again.
+pub const VETO_MAX_MS: u32 = 1200;
+
 /// The policy for one call. Feed it frames only while the bot is speaking and
 /// call [`BargeIn::reset`] when the bot stops or after an interruption.
 #[derive(Debug, Clone)]
 pub struct BargeIn {
     min_ms: u32,
+    /// `Some`: the STT gives words only when asked; wait this long for them.
+    word_wait_ms: Option<u32>,
     state: State,
 }
 
 impl BargeIn {
-    /// Interrupt after `min_ms` of caller speech.
+    /// Interrupt after `min_ms` of caller speech (the STT sends interim
+    /// words by itself).
     pub fn new(min_ms: u32) -> Self {
         BargeIn {
             min_ms,
+            word_wait_ms: None,
+            state: State::Idle,
+        }
+    }
+
+    /// After `min_ms` of caller speech, [`BargeInDecision::Peek`] and wait up
+    /// to `wait_ms` more for the words before interrupting (an STT that
+    /// transcribes only when asked).
+    pub fn with_word_wait(min_ms: u32, wait_ms: u32) -> Self {
+        BargeIn {
+            min_ms,
+            word_wait_ms: Some(wait_ms),
             state: State::Idle,
         }
     }
@@ -77,62 +110,109 @@ impl BargeIn {
             (State::Idle, false) => BargeInDecision::Nothing,
             (State::Interrupted, _) => BargeInDecision::Nothing,
             (State::Idle, true) => {
-                if 20 >= self.min_ms {
-                    self.state = State::Interrupted;
-                    return BargeInDecision::Interrupt;
-                }
                 self.state = State::Pending {
-                    voiced_ms: 20,
+                    voiced_ms: 0,
                     gap_ms: 0,
+                    peeked: false,
                 };
-                BargeInDecision::Pause
-            }
-            (State::Pending { voiced_ms, .. }, true) => {
-                let voiced_ms = voiced_ms + 20;
-                if voiced_ms >= self.min_ms {
-                    self.state = State::Interrupted;
-                    BargeInDecision::Interrupt
-                } else {
-                    self.state = State::Pending {
-                        voiced_ms,
-                        gap_ms: 0,
-                    };
-                    BargeInDecision::Nothing
+                match self.voiced() {
+                    BargeInDecision::Nothing => BargeInDecision::Pause,
+                    d => d,
                 }
             }
-            (State::Pending { voiced_ms, gap_ms }, false) => {
+            (State::Pending { .. }, true) => self.voiced(),
+            (
+                State::Pending {
+                    voiced_ms,
+                    gap_ms,
+                    peeked,
+                },
+                false,
+            ) => {
                 let gap_ms = gap_ms + 20;
                 if gap_ms > GAP_MS {
                     self.state = State::Idle;
                     BargeInDecision::Resume
                 } else {
-                    self.state = State::Pending { voiced_ms, gap_ms };
+                    self.state = State::Pending {
+                        voiced_ms,
+                        gap_ms,
+                        peeked,
+                    };
                     BargeInDecision::Nothing
                 }
             }
-            (State::Vetoed { .. }, true) => {
-                self.state = State::Vetoed { gap_ms: 0 };
-                BargeInDecision::Nothing
-            }
-            (State::Vetoed { gap_ms }, false) => {
-                let gap_ms = gap_ms + 20;
-                self.state = if gap_ms > GAP_MS {
-                    State::Idle
-                } else {
-                    State::Vetoed { gap_ms }
+            (State::Vetoed { voiced_ms, .. }, true) => {
+                let voiced_ms = voiced_ms + 20;
+                if voiced_ms > VETO_MAX_MS {
+                    // Not a backchannel any more: judge what follows afresh.
+                    self.state = State::Idle;
+                    return self.on_frame(true);
+                }
+                self.state = State::Vetoed {
+                    voiced_ms,
+                    gap_ms: 0,
                 };
                 BargeInDecision::Nothing
+            }
+            (State::Vetoed { voiced_ms, gap_ms }, false) => {
+                let gap_ms = gap_ms + 20;
+                if gap_ms > GAP_MS {
+                    // The backchannel is over: forget it.
+                    self.state = State::Idle;
+                    BargeInDecision::Resume
+                } else {
+                    self.state = State::Vetoed { voiced_ms, gap_ms };
+                    BargeInDecision::Nothing
+                }
             }
         }
     }
 
+    /// A voiced frame while pending.
+    fn voiced(&mut self) -> BargeInDecision {
+        let State::Pending {
+            voiced_ms, peeked, ..
+        } = self.state
+        else {
+            return BargeInDecision::Nothing;
+        };
+        let voiced_ms = voiced_ms + 20;
+        let (decision, peeked) = match self.word_wait_ms {
+            None if voiced_ms >= self.min_ms => (BargeInDecision::Interrupt, peeked),
+            None => (BargeInDecision::Nothing, peeked),
+            Some(wait) if voiced_ms >= self.min_ms.saturating_add(wait) => {
+                (BargeInDecision::Interrupt, peeked)
+            }
+            Some(_) if voiced_ms >= self.min_ms && !peeked => (BargeInDecision::Peek, true),
+            Some(_) => (BargeInDecision::Nothing, peeked),
+        };
+        self.state = if decision == BargeInDecision::Interrupt {
+            State::Interrupted
+        } else {
+            State::Pending {
+                voiced_ms,
+                gap_ms: 0,
+                peeked,
+            }
+        };
+        decision
+    }
+
     /// An interim transcript of the sound that caused the pause.
     pub fn on_words(&mut self, text: &str) -> BargeInDecision {
-        if !self.is_pending() || text.trim().is_empty() {
+        let State::Pending { voiced_ms, .. } = self.state else {
+            return BargeInDecision::Nothing;
+        };
+        if !has_words(text) {
+            // A cough or the line: no words yet, keep waiting.
             return BargeInDecision::Nothing;
         }
         if is_backchannel(text) {
-            self.state = State::Vetoed { gap_ms: 0 };
+            self.state = State::Vetoed {
+                voiced_ms,
+                gap_ms: 0,
+            };
             BargeInDecision::Resume
         } else {
             self.state = State::Interrupted;
@@ -141,19 +221,41 @@ impl BargeIn {
     }
 }
 
+/// Whether a transcript holds any word (bracketed non-speech such as
+/// `[BLANK_AUDIO]` or `(coughs)` is none).
+fn has_words(text: &str) -> bool {
+    let mut depth = 0i32;
+    for c in text.chars() {
+        match c {
+            '[' | '(' => depth += 1,
+            ']' | ')' => depth -= 1,
+            c if depth <= 0 && c.is_alphanumeric() => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Words a listener says to show they are following, not to take the turn.
 pub fn is_backchannel(text: &str) -> bool {
     const WORDS: &[&str] = &[
-        "uh-huh", "uhhuh", "uh", "huh", "mhm", "mm", "mmm", "hmm", "mm-hmm", "yeah", "yep", "yes",
-        "ok", "okay", "right", "sure", "aha", "ah", "oh", "i", "see", "got", "it",
+        "yeah", "yep", "yup", "yes", "ok", "okay", "right", "alright", "all", "sure", "aha", "ah",
+        "oh", "i", "see", "got", "it", "gotcha", "cool",
     ];
     let mut any = false;
-    for w in text.split(|c: char| c.is_whitespace() || ",.!?;:".contains(c)) {
+    for w in text.split(|c: char| c.is_whitespace() || ",.!?;:…".contains(c)) {
+        let w: String = w
+            .chars()
+            .filter(|c| !matches!(c, '-' | '\'' | '’'))
+            .flat_map(char::to_lowercase)
+            .collect();
         if w.is_empty() {
             continue;
         }
         any = true;
-        if !WORDS.contains(&w.to_lowercase().as_str()) {
+        // Hums: "mm", "hmm", "mhm", "mm-hmm", "uh-huh", "uh".
+        let hum = w.chars().all(|c| matches!(c, 'm' | 'h' | 'u'));
+        if !hum && !WORDS.contains(&w.as_str()) {
             return false;
         }
     }
@@ -212,8 +314,9 @@ mod tests {
         let mut b = BargeIn::new(400);
         assert_eq!(feed(&mut b, &[(true, 5)]), vec![Pause]);
         assert_eq!(b.on_words("Uh-huh."), Resume);
-        // The rest of that sound does not interrupt, however long.
-        assert_eq!(feed(&mut b, &[(true, 30), (false, 4)]), vec![]);
+        // The rest of that sound does not interrupt, and its end is the
+        // end of the backchannel.
+        assert_eq!(feed(&mut b, &[(true, 30), (false, 4)]), vec![Resume]);
         // A new sound is judged afresh.
         assert_eq!(feed(&mut b, &[(true, 1)]), vec![Pause]);
         assert_eq!(b.on_words("wait, actually"), Interrupt);
@@ -221,11 +324,67 @@ mod tests {
 
     #[test]
     fn backchannel_words() {
-        for t in ["uh-huh", "Yeah.", "ok", "mm", "okay, right", "I see"] {
+        for t in [
+            "uh-huh",
+            "Yeah.",
+            "ok",
+            "mm",
+            "okay, right",
+            "I see",
+            "Mm-hmm.",
+            "Uh huh",
+            "Mhm.",
+            "All right.",
+            "Got it.",
+        ] {
             assert!(is_backchannel(t), "{t}");
         }
-        for t in ["", "stop", "yeah but no", "what about Tuesday"] {
+        for t in ["", "stop", "yeah but no", "what about Tuesday", "Wait.", "no"] {
             assert!(!is_backchannel(t), "{t}");
         }
+    }
+
+    #[test]
+    fn without_interim_words_it_peeks_then_waits_for_them() {
+        let mut b = BargeIn::with_word_wait(300, 600);
+        let mut decisions = vec![];
+        for i in 0..60 {
+            let d = b.on_frame(true);
+            if d != Nothing {
+                decisions.push((i, d));
+            }
+        }
+        // Pause at once, Peek at 300 ms, Interrupt at 900 ms with no words.
+        assert_eq!(decisions, vec![(0, Pause), (14, Peek), (44, Interrupt)]);
+    }
+
+    #[test]
+    fn peeked_words_decide() {
+        let mut b = BargeIn::with_word_wait(300, 600);
+        assert_eq!(feed(&mut b, &[(true, 20)]), vec![Pause, Peek]);
+        // No words (a cough): still waiting.
+        assert_eq!(b.on_words("[BLANK_AUDIO]"), Nothing);
+        assert_eq!(b.on_words("Mm-hmm."), Resume);
+        assert_eq!(feed(&mut b, &[(true, 10), (false, 4)]), vec![Resume]);
+
+        assert_eq!(feed(&mut b, &[(true, 20)]), vec![Pause, Peek]);
+        assert_eq!(b.on_words("Wait, sorry"), Interrupt);
+        assert_eq!(feed(&mut b, &[(true, 50)]), vec![]);
+    }
+
+    #[test]
+    fn a_backchannel_that_goes_on_is_judged_again() {
+        let mut b = BargeIn::with_word_wait(300, 600);
+        assert_eq!(feed(&mut b, &[(true, 15)]), vec![Pause, Peek]);
+        assert_eq!(b.on_words("yeah"), Resume);
+        let d = feed(&mut b, &[(true, 80)]);
+        assert_eq!(d, vec![Pause, Peek], "{d:?}");
+    }
+
+    #[test]
+    fn words_of_an_earlier_sound_are_ignored() {
+        let mut b = BargeIn::with_word_wait(300, 600);
+        assert_eq!(feed(&mut b, &[(true, 15), (false, 4)]), vec![Pause, Peek, Resume]);
+        assert_eq!(b.on_words("stop"), Nothing);
     }
 }

@@ -205,12 +205,35 @@ impl Utterance {
         pcm.truncate((done.voiced_end + PAD_SAMPLES).min(pcm.len()));
         Some(pcm)
     }
+
+    /// The speech so far, for a peek, leaving it in place.
+    fn snapshot(&self) -> Option<Vec<i16>> {
+        if self.voiced_samples < PHONE_RATE as usize / 10 {
+            return None;
+        }
+        let end = (self.voiced_end + PAD_SAMPLES).min(self.pcm.len());
+        Some(self.pcm[..end].to_vec())
+    }
+}
+
+/// One decode for a call's session, in order.
+enum Job {
+    /// The end of an utterance (`None`: it held no speech).
+    Final(Option<Vec<i16>>),
+    /// A peek at the sound so far (`None`: no speech yet).
+    Peek(Option<Vec<i16>>),
 }
 
 #[async_trait]
 impl Stt for LocalStt {
     fn name(&self) -> &'static str {
         "local"
+    }
+
+    /// Whisper decodes whole stretches of audio: words come at the end of an
+    /// utterance, or on a peek.
+    fn interims(&self) -> bool {
+        false
     }
 
     async fn open(&self, params: SttParams) -> Result<SttSession, ProviderError> {
@@ -226,15 +249,21 @@ impl Stt for LocalStt {
         let (ev_tx, ev_rx) = mpsc::channel(16);
         // Decodes run one after another per call, in order, while the
         // session keeps taking audio.
-        let (job_tx, mut job_rx) = mpsc::unbounded_channel::<Option<Vec<i16>>>();
+        let (job_tx, mut job_rx) = mpsc::unbounded_channel::<Job>();
         let engine = self.engine.clone();
         let decode_tx = ev_tx.clone();
         tokio::spawn(async move {
             while let Some(job) = job_rx.recv().await {
-                let text = match job {
-                    None => String::new(),
-                    Some(pcm) => match engine.transcribe(pcm).await {
-                        Ok(t) => t,
+                let ev = match job {
+                    Job::Final(None) => SttEvent::Final {
+                        text: String::new(),
+                        end_of_utterance: true,
+                    },
+                    Job::Final(Some(pcm)) => match engine.transcribe(pcm).await {
+                        Ok(text) => SttEvent::Final {
+                            text,
+                            end_of_utterance: true,
+                        },
                         Err(message) => {
                             let _ = decode_tx
                                 .send(SttEvent::Error(ProviderError::Transient {
@@ -246,10 +275,13 @@ impl Stt for LocalStt {
                             return;
                         }
                     },
-                };
-                let ev = SttEvent::Final {
-                    text,
-                    end_of_utterance: true,
+                    // Every peek is answered, with no words when there was
+                    // no speech or the decode failed (the end of the
+                    // utterance still gets its own decode).
+                    Job::Peek(None) => SttEvent::Interim(String::new()),
+                    Job::Peek(Some(pcm)) => {
+                        SttEvent::Interim(engine.transcribe(pcm).await.unwrap_or_default())
+                    }
                 };
                 if decode_tx.send(ev).await.is_err() {
                     return;
@@ -260,13 +292,20 @@ impl Stt for LocalStt {
         tokio::spawn(async move {
             let mut utt = Utterance::default();
             while let Some(input) = in_rx.recv().await {
-                match input {
-                    SttInput::Audio(frame) => utt.push(&frame, max),
-                    SttInput::EndOfUtterance => {
-                        if job_tx.send(utt.take()).is_err() {
-                            return;
-                        }
+                let job = match input {
+                    SttInput::Audio(frame) => {
+                        utt.push(&frame, max);
+                        continue;
                     }
+                    SttInput::Forget => {
+                        utt = Utterance::default();
+                        continue;
+                    }
+                    SttInput::Peek => Job::Peek(utt.snapshot()),
+                    SttInput::EndOfUtterance => Job::Final(utt.take()),
+                };
+                if job_tx.send(job).is_err() {
+                    return;
                 }
             }
             drop(ev_tx);
@@ -556,6 +595,26 @@ mod tests {
             u.push(f, 8000 * 20); // a 40 ms click
         }
         assert!(u.take().is_none());
+    }
+
+    #[test]
+    fn a_peek_sees_the_speech_so_far_and_leaves_it() {
+        let mut u = Utterance::default();
+        let max = 8000 * 20;
+        assert!(u.snapshot().is_none(), "nothing to peek at yet");
+        for f in tone(1000, 0.0).chunks(160) {
+            u.push(f, max);
+        }
+        for f in tone(400, 8000.0).chunks(160) {
+            u.push(f, max);
+        }
+        let peek = u.snapshot().expect("speech");
+        assert_eq!(peek.len(), PAD_SAMPLES + 3200);
+        for f in tone(600, 8000.0).chunks(160) {
+            u.push(f, max);
+        }
+        // The utterance goes on whole after the peek.
+        assert_eq!(u.take().expect("speech").len(), PAD_SAMPLES + 8000);
     }
 
     #[test]
