@@ -63,6 +63,9 @@ enum Command {
         /// Threads per Whisper decode.
         #[arg(long, default_value_t = 1)]
         threads: u32,
+        /// whisper.cpp flash attention (`[providers.stt] flash_attn`).
+        #[arg(long)]
+        flash_attn: bool,
     },
     /// Carrier-style load test against a running server.
     Loadtest(frontdesk::loadtest::LoadtestArgs),
@@ -331,8 +334,13 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        Command::SpeechBench { runs, threads } => speech_tool(move |env| async move {
-            let r = frontdesk::providers::local::bench::run(&env, runs, threads).await?;
+        Command::SpeechBench {
+            runs,
+            threads,
+            flash_attn,
+        } => speech_tool(move |env| async move {
+            let r =
+                frontdesk::providers::local::bench::run(&env, runs, threads, flash_attn).await?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?

@@ -213,6 +213,9 @@ pub struct LocalSttConfig {
     /// Longest utterance decoded, in milliseconds (default 20000,
     /// 1000–30000); only the last part of a longer one is kept.
     pub max_utterance_ms: u32,
+    /// whisper.cpp's flash attention in the encoder and decoder (default
+    /// false).
+    pub flash_attn: bool,
 }
 
 impl Default for LocalSttConfig {
@@ -223,6 +226,7 @@ impl Default for LocalSttConfig {
             threads: 1,
             fit_audio_ctx: true,
             max_utterance_ms: 20_000,
+            flash_attn: false,
         }
     }
 }

@@ -94,7 +94,12 @@ fn words(s: &str) -> Vec<String> {
 }
 
 /// Run it: each utterance decoded `runs` times.
-pub async fn run(env: &Env, runs: usize, stt_threads: u32) -> Result<SpeechBench, String> {
+pub async fn run(
+    env: &Env,
+    runs: usize,
+    stt_threads: u32,
+    flash_attn: bool,
+) -> Result<SpeechBench, String> {
     let tts = LocalTts::load(
         &LocalTtsConfig {
             cache_sentences: 0,
@@ -108,6 +113,7 @@ pub async fn run(env: &Env, runs: usize, stt_threads: u32) -> Result<SpeechBench
         &LocalSttConfig {
             threads: stt_threads,
             decoders: Some(1),
+            flash_attn,
             ..LocalSttConfig::default()
         },
         env,

@@ -125,6 +125,7 @@ impl LocalStt {
                         decoders,
                         cfg.threads as usize,
                         cfg.fit_audio_ctx,
+                        cfg.flash_attn,
                     )
                     .map_err(|m| setup_error(key, m))?,
                 );

@@ -47,12 +47,15 @@ impl Whisper {
         decoders: usize,
         threads: usize,
         fit_audio_ctx: bool,
+        flash_attn: bool,
     ) -> Result<Whisper, String> {
         whisper_rs::install_logging_hooks();
         let path = model
             .to_str()
             .ok_or_else(|| format!("{} is not a UTF-8 path", model.display()))?;
-        let ctx = WhisperContext::new_with_params(path, WhisperContextParameters::default())
+        let mut params = WhisperContextParameters::default();
+        params.flash_attn(flash_attn);
+        let ctx = WhisperContext::new_with_params(path, params)
             .map_err(|e| format!("cannot load the Whisper model {}: {e}", model.display()))?;
         let mut states = Vec::with_capacity(decoders);
         for _ in 0..decoders.max(1) {
