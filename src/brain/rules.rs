@@ -32,6 +32,10 @@
 //! 4. **The outcome** is written onto the lead as soon as the call has an
 //!    intent (what would happen if it dropped now: a callback), and again at
 //!    every decision; a hold not confirmed when the call ends is released.
+//!
+//! It also takes over calls the LLM brain started when the model fails
+//! ([`RulesBrain::take_over`]): no second lookup or greeting, the earlier
+//! turns learnt silently, the last one answered.
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -189,7 +189,12 @@ impl ChatLog {
     /// made meanwhile stay in the log, unlike [`ChatLog::caller`] with
     /// `amends`. With no caller turn yet, `text` is added as one.
     pub fn amend_caller(&mut self, text: &str) {
-        match self.messages.iter_mut().rev().find(|m| m.role == Role::User) {
+        match self
+            .messages
+            .iter_mut()
+            .rev()
+            .find(|m| m.role == Role::User)
+        {
             Some(m) => m.content = Some(text.to_string()),
             None => self.push(ChatMessage::text(Role::User, text)),
         }
