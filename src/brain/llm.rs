@@ -567,6 +567,15 @@ fn minute(field: &str, v: &str) -> Result<u32, String> {
         .map_err(|_| format!("`{field}` must be a 24-hour time, HH:MM"))
 }
 
+/// A tool's name for the logs: the model names tools, and only the ones
+/// offered are written out.
+fn tool_label(name: &str) -> &str {
+    match TOOL_NAMES.iter().find(|t| **t == name) {
+        Some(t) => t,
+        None => "(unknown)",
+    }
+}
+
 fn intent_name(i: Intent) -> &'static str {
     match i {
         Intent::NewEnquiry => "new_enquiry",
@@ -721,6 +730,10 @@ pub struct LlmBrain {
     ending: Option<PendingEnd>,
     /// The model failed; the rules brain takes over once the jobs are in.
     falling_back: bool,
+    /// The caller turn whose reply failed: the core puts its words back in
+    /// front of the next turn (as if it had gone unheard), but the rules
+    /// brain answered it, so they are taken off again.
+    failed_turn: Option<String>,
     offers: Vec<(String, Offer)>,
     holds: Vec<Hold>,
     current_hold: Option<String>,
@@ -760,6 +773,7 @@ impl LlmBrain {
             malformed: 0,
             ending: None,
             falling_back: false,
+            failed_turn: None,
             offers: Vec::new(),
             holds: Vec::new(),
             current_hold: None,
@@ -1366,6 +1380,7 @@ impl LlmBrain {
             Some(i) => {
                 self.speech.remove(i);
                 tracing::warn!("the model's reply failed");
+                self.failed_turn = self.turns.last().cloned();
                 self.fall_back(now, out);
             }
             // A said line failed (speech synthesis): nothing better to do.
@@ -1377,13 +1392,16 @@ impl LlmBrain {
 
     fn on_tool_call(&mut self, call: ToolCall, now: Instant, out: &mut Vec<Directive>) {
         if self.done || self.falling_back || self.log.is_none() {
-            tracing::debug!(tool = %call.name, "tool call ignored");
+            tracing::debug!(tool = tool_label(&call.name), "tool call ignored");
             return;
         }
         self.gen_calls += 1;
         match self.check(&call, now) {
             Err(reason) => {
-                tracing::info!(tool = %call.name, "malformed tool call: answered, not run");
+                tracing::info!(
+                    tool = tool_label(&call.name),
+                    "malformed tool call: answered, not run"
+                );
                 self.answer(call, false, json!({ "error": reason }));
                 self.malformed_step(now, out);
             }
@@ -1909,8 +1927,34 @@ impl LlmBrain {
     }
 }
 
+/// `text` without the words of `answered` in front, when an amended turn
+/// repeats a turn that was answered after all.
+fn unamend(text: String, amends: bool, answered: Option<String>) -> (String, bool) {
+    let Some(prev) = answered.filter(|_| amends) else {
+        return (text, amends);
+    };
+    match text.strip_prefix(prev.as_str()).map(str::trim_start) {
+        Some(rest) if !rest.is_empty() => (rest.to_string(), false),
+        _ => (text, amends),
+    }
+}
+
 impl Conversation for LlmBrain {
     fn on_event(&mut self, event: Event, now: Instant, out: &mut Vec<Directive>) {
+        let event = match event {
+            Event::CallerSaid {
+                text,
+                amends_previous,
+            } => {
+                let (text, amends_previous) =
+                    unamend(text, amends_previous, self.failed_turn.take());
+                Event::CallerSaid {
+                    text,
+                    amends_previous,
+                }
+            }
+            ev => ev,
+        };
         if let Some(rules) = self.rules.as_mut() {
             match event {
                 // Outcomes of this brain's own jobs (the lead, a release)
@@ -2348,6 +2392,29 @@ mod tests {
             .and_then(|m| m.content.clone())
             .unwrap_or_default();
         assert!(content.contains("closed"), "{content}");
+    }
+
+    #[test]
+    fn a_failed_reply_is_not_repeated_into_the_next_turn() {
+        let answered = Some("I'd like a demo".to_string());
+        // The core hands the failed turn's words back in front of the next.
+        assert_eq!(
+            unamend(
+                "I'd like a demo just five of us".into(),
+                true,
+                answered.clone()
+            ),
+            ("just five of us".to_string(), false)
+        );
+        assert_eq!(
+            unamend("something else".into(), true, answered.clone()),
+            ("something else".to_string(), true),
+            "an amend of other words stays one"
+        );
+        assert_eq!(
+            unamend("I'd like a demo".into(), false, answered),
+            ("I'd like a demo".to_string(), false)
+        );
     }
 
     #[test]
