@@ -936,10 +936,10 @@ impl LlmBrain {
         let base = self.lead.notes.clone().unwrap_or_else(|| {
             let who = self.name().unwrap_or_else(|| "The caller".into());
             let why = match self.intent() {
-                "new_enquiry" => "with a new enquiry",
-                "pricing" => "about pricing",
-                "support" => "as an existing customer needing support",
-                "referral" => "about a referral or partnership",
+                "new_enquiry" => " with a new enquiry",
+                "pricing" => " about pricing",
+                "support" => " as an existing customer needing support",
+                "referral" => " about a referral or partnership",
                 _ => "; the reason was not clear",
             };
             let done = match self.lead.outcome {
@@ -950,7 +950,7 @@ impl LlmBrain {
                 _ if self.lead.tier == Some("B") => " Wants a priority call back.",
                 _ => " Wants a call back.",
             };
-            format!("{who} called {why}.{done}").replace(" called ;", " called;")
+            format!("{who} called{why}.{done}")
         });
         let booked = match &self.booked {
             Some(b) => format!(" Booked {} with {}.", b.offer.spoken, b.offer.owner_name),
