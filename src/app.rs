@@ -149,6 +149,10 @@ impl App {
             config.brain.phrases.as_deref(),
             config.brain.knowledge.as_deref(),
         )?;
+        // The llm brain's prompt (embedded or the file `[brain]` names).
+        if config.brain.kind == BrainKind::Llm || config.brain.prompt.is_some() {
+            crate::brain::llm::load_prompt(config.brain.prompt.as_deref())?;
+        }
         business_hours(config, chrono_tz::UTC)?;
         // Files the providers load at start-up (the offline models, the
         // scripted TTS audio).
@@ -449,6 +453,7 @@ pub type BrainHandles = (Arc<dyn ConversationFactory>, Arc<dyn ToolExecutor>);
 /// its tool jobs run on (the same calendar, CRM and store the API uses).
 pub fn build_brain(config: &Config, services: &Services) -> Result<BrainHandles, ConfigError> {
     use crate::brain::actions::{ActionParts, Actions};
+    use crate::brain::llm::{LlmBrains, LlmSettings};
     use crate::brain::rules::{RulesBrains, RulesSettings};
     let hours = business_hours(config, services.business_tz)?;
     let actions = Actions::new(ActionParts {
@@ -462,33 +467,39 @@ pub fn build_brain(config: &Config, services: &Services) -> Result<BrainHandles,
         hold_ttl: services.hold_ttl,
         notify: services.notify.clone(),
     });
-    let conversations: Arc<dyn ConversationFactory> =
-        match config.brain.kind {
-            BrainKind::Rules => {
-                let (phrases, knowledge) = crate::brain::phrases::load(
-                    config.brain.phrases.as_deref(),
-                    config.brain.knowledge.as_deref(),
-                )?;
-                Arc::new(RulesBrains::new(RulesSettings {
-                    business: config.business.name.clone(),
-                    phrases,
-                    knowledge,
-                    tiers: config.tiers.clone(),
-                    business_tz: services.business_tz,
-                    region: services.region,
-                    slot_end_ms: config.vad.slot_end_ms,
-                    always_recorded: config.recording.always,
-                }))
-            }
-            BrainKind::Scripted => Arc::new(ScriptedConversations {
-                greeting: config.call.greeting.clone(),
-                system_prompt: crate::call::conversation::SYSTEM_PROMPT
-                    .replace("{business}", &config.business.name),
-            }),
-            BrainKind::Llm => return Err(ConfigError::invalid(
-                "brain.kind",
-                "\"llm\": the llm brain is not built yet; use \"rules\" (default) or \"scripted\"",
-            )),
-        };
+    // The rules brain's settings: the rules brain's own, and the llm
+    // brain's lines, knowledge, tiers and fallback.
+    let rules = || -> Result<RulesSettings, ConfigError> {
+        let (phrases, knowledge) = crate::brain::phrases::load(
+            config.brain.phrases.as_deref(),
+            config.brain.knowledge.as_deref(),
+        )?;
+        Ok(RulesSettings {
+            business: config.business.name.clone(),
+            phrases,
+            knowledge,
+            tiers: config.tiers.clone(),
+            business_tz: services.business_tz,
+            region: services.region,
+            slot_end_ms: config.vad.slot_end_ms,
+            always_recorded: config.recording.always,
+        })
+    };
+    let conversations: Arc<dyn ConversationFactory> = match config.brain.kind {
+        BrainKind::Rules => Arc::new(RulesBrains::new(rules()?)),
+        BrainKind::Llm => {
+            let prompt = crate::brain::llm::load_prompt(config.brain.prompt.as_deref())?;
+            Arc::new(LlmBrains::new(LlmSettings::new(
+                rules()?,
+                &prompt,
+                config.brain.max_tokens,
+            )))
+        }
+        BrainKind::Scripted => Arc::new(ScriptedConversations {
+            greeting: config.call.greeting.clone(),
+            system_prompt: crate::call::conversation::SYSTEM_PROMPT
+                .replace("{business}", &config.business.name),
+        }),
+    };
     Ok((conversations, Arc::new(actions)))
 }

@@ -6,6 +6,9 @@
 //! - [`phrases`]: what is said and known (`prompts/phrases.toml`,
 //!   `prompts/knowledge.md`), loaded and checked at start-up;
 //! - [`rules`]: the rules brain, a sans-IO [`crate::call::Conversation`];
+//! - [`llm`]: the LLM brain, a model with the receptionist prompt and
+//!   tools, another sans-IO conversation on the same action layer; the
+//!   rules brain takes over a call whose model fails;
 //! - [`actions`]: the business logic both brains call, run as tool jobs
 //!   (never aborted by barge-in, never run from a discarded generation,
 //!   at most once per call and job id);
@@ -16,6 +19,7 @@
 
 pub mod actions;
 pub mod extract;
+pub mod llm;
 pub mod phrases;
 pub mod rules;
 pub mod when;

@@ -32,6 +32,10 @@
 //! 4. **The outcome** is written onto the lead as soon as the call has an
 //!    intent (what would happen if it dropped now: a callback), and again at
 //!    every decision; a hold not confirmed when the call ends is released.
+//!
+//! It also takes over calls the LLM brain started when the model fails
+//! ([`RulesBrain::take_over`]): no second lookup or greeting, the earlier
+//! turns learnt silently, the last one answered.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -51,6 +55,9 @@ use crate::call::conversation::{
 use crate::call::tools::{ToolJob, ToolOutcome};
 use crate::config::brain::TiersConfig;
 use crate::phone::{self, E164};
+
+/// How the rules brain's tool job ids begin.
+const JOB_PREFIX: &str = "rules-";
 
 /// What every rules conversation shares: the business, its phrases and
 /// knowledge, the tier rules.
@@ -123,6 +130,9 @@ enum Stage {
     AskNewNumber,
     /// "Anything else?"
     Closing,
+    /// Taken over mid-call ([`RulesBrain::take_over`]): the next turn goes
+    /// on with what the earlier turns said.
+    Resume,
     Done,
 }
 
@@ -678,7 +688,25 @@ fn pick(text: &str, offers: &[Offer], tz: Tz) -> Pick {
     Pick::Unknown
 }
 
-fn trim_to(s: &str, max: usize) -> String {
+/// The first thing a call hears: by name for a known customer or a
+/// returning lead, the business named, the recording notice when recorded.
+pub(crate) fn greeting_line(s: &RulesSettings, ctx: &CallContext, recorded: bool) -> String {
+    let b = &s.business;
+    let p = &s.phrases;
+    let line = match (&ctx.name, ctx.customer, ctx.returning) {
+        (Some(n), true, _) => fill(&p.greeting_customer, &[("business", b), ("name", n)]),
+        (Some(n), _, true) => fill(&p.greeting_returning, &[("business", b), ("name", n)]),
+        _ => fill(&p.greeting, &[("business", b)]),
+    };
+    if recorded {
+        format!("{line} {}", p.recording_notice)
+    } else {
+        line
+    }
+}
+
+/// `s` cut to at most `max` characters at a word, ending in "…" when cut.
+pub(crate) fn trim_to(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
@@ -760,7 +788,7 @@ impl RulesBrain {
     fn job(&mut self, name: &str, args: serde_json::Value, out: &mut Vec<Directive>) {
         self.jobs += 1;
         out.push(Directive::RunTool(ToolJob {
-            id: format!("rules-{}-{name}", self.jobs),
+            id: format!("{JOB_PREFIX}{}-{name}", self.jobs),
             name: name.to_string(),
             args,
         }));
@@ -1516,6 +1544,14 @@ impl RulesBrain {
                 self.goodbye(out);
             }
             Stage::Open => self.open_turn(&text, said_intent, now, out),
+            Stage::Resume => {
+                self.stage = Stage::Open;
+                match (said_intent, self.intent) {
+                    // The path is known from the earlier turns: go on with it.
+                    (None, Some(_)) => self.advance(now, out),
+                    _ => self.open_turn(&text, said_intent, now, out),
+                }
+            }
             Stage::Busy => {
                 // A turn while a job runs: its outcome answers; a change of
                 // mind is heard then.
@@ -1688,16 +1724,7 @@ impl RulesBrain {
         self.stage = Stage::Open;
         if !self.transfer_failed {
             let ctx = self.ctx.clone().unwrap_or_default();
-            let b = self.s.business.clone();
-            let p = self.p();
-            let mut line = match (&ctx.name, ctx.customer, ctx.returning) {
-                (Some(n), true, _) => fill(&p.greeting_customer, &[("business", &b), ("name", n)]),
-                (Some(n), _, true) => fill(&p.greeting_returning, &[("business", &b), ("name", n)]),
-                _ => fill(&p.greeting, &[("business", &b)]),
-            };
-            if self.recorded {
-                line = format!("{line} {}", p.recording_notice);
-            }
+            let line = greeting_line(&self.s, &ctx, self.recorded);
             if ctx.name.is_some() {
                 self.f.name = ctx.name.clone();
             }
@@ -1876,7 +1903,8 @@ impl Conversation for RulesBrain {
 }
 
 impl RulesBrain {
-    fn on_started(&mut self, info: CallInfo, now: Instant, out: &mut Vec<Directive>) {
+    /// Who is calling, from the stream's `start`.
+    fn read_info(&mut self, info: &CallInfo) {
         self.call_sid = info.call_sid.clone();
         self.from = info
             .from
@@ -1890,6 +1918,10 @@ impl RulesBrain {
         };
         self.recorded = self.s.always_recorded || param("record").as_deref() == Some("true");
         self.transfer_failed = param("transfer_failed").as_deref() == Some("true");
+    }
+
+    fn on_started(&mut self, info: CallInfo, now: Instant, out: &mut Vec<Directive>) {
+        self.read_info(&info);
         self.started = Some(now);
         if self.transfer_failed {
             let l = self.p().transfer_failed.clone();
@@ -1901,6 +1933,106 @@ impl RulesBrain {
             json!({"phone": self.from.as_ref().map(|e| e.as_str().to_string())}),
             out,
         );
+    }
+}
+
+/// What a conversation that gives up mid-call hands the rules brain
+/// ([`RulesBrain::take_over`]): enough to go on without greeting again.
+#[derive(Debug, Clone)]
+pub struct Handover {
+    /// The stream's start.
+    pub info: CallInfo,
+    /// The lookup at connection.
+    pub ctx: CallContext,
+    /// When `ctx.now` was read (later wall times are that plus the
+    /// monotonic time since).
+    pub since: Instant,
+    /// The caller's turns so far, oldest first, already redacted. The last
+    /// one is answered at once.
+    pub turns: Vec<String>,
+    /// The last `seq` written onto the lead: the rules brain writes above it.
+    pub seq: i64,
+    /// The caller's name, when it was learnt.
+    pub name: Option<String>,
+    /// Their e-mail, when it was learnt.
+    pub email: Option<String>,
+    /// A booking already made in this call.
+    pub booked: Option<Offer>,
+    /// The outcome already decided (one of [`super::actions::OUTCOMES`]).
+    pub outcome: Option<&'static str>,
+    /// Its tier (`A`–`D`).
+    pub tier: Option<&'static str>,
+}
+
+impl RulesBrain {
+    /// Whether tool job `id` is one of a rules brain's own.
+    pub fn owns_job(id: &str) -> bool {
+        id.starts_with(JOB_PREFIX)
+    }
+
+    /// Take over a call another conversation started: no lookup and no
+    /// greeting (both happened), the facts of the earlier turns learnt
+    /// silently, and the last turn answered as if the rules brain had been
+    /// listening all along. Its directives go to `out`.
+    pub fn take_over(
+        s: Arc<RulesSettings>,
+        h: Handover,
+        now: Instant,
+        out: &mut Vec<Directive>,
+    ) -> Self {
+        let mut b = RulesBrain::new(s);
+        b.read_info(&h.info);
+        b.started = Some(h.since);
+        b.f.name = h.name.or_else(|| h.ctx.name.clone());
+        b.f.email = h.email;
+        b.ctx = Some(h.ctx);
+        b.seq = h.seq;
+        b.outcome = h.outcome;
+        b.tier = h.tier;
+        b.stage = Stage::Resume;
+        if let Some(o) = h.booked {
+            b.chosen = Some(o.clone());
+            b.booked = Some(o);
+            b.outcome = Some("booked");
+            b.tier = Some("A");
+            b.stage = Stage::Closing;
+        }
+        let Some((last, earlier)) = h.turns.split_last() else {
+            b.stage = if b.stage == Stage::Resume {
+                Stage::Open
+            } else {
+                b.stage
+            };
+            return b;
+        };
+        for t in earlier {
+            b.absorb(t, now);
+        }
+        b.on_caller(last, now, out);
+        b
+    }
+
+    /// Learn what an earlier turn said, deciding nothing.
+    fn absorb(&mut self, raw: &str, now: Instant) {
+        let (text, _) = extract::redact(raw);
+        if !contentless(&text) {
+            self.heard.push(trim_to(&text, 200));
+            if self.heard.len() > 3 {
+                self.heard.remove(0);
+            }
+        }
+        self.learn(&text);
+        if self.intent.is_none() {
+            self.intent = extract::intent(&text);
+        }
+        let today = self
+            .wall_now(now)
+            .with_timezone(&self.caller_tz())
+            .date_naive();
+        let pref = when::preference(&text, today);
+        if !pref.is_empty() {
+            self.f.pref = pref;
+        }
     }
 }
 

@@ -162,6 +162,14 @@ impl ChatLog {
             // Drop the oldest half at once: amortised, and the window starts
             // on a caller turn as often as not.
             self.messages.drain(..self.max / 2);
+            // A tool result whose call was dropped would be refused by the
+            // chat API: the window never starts on one.
+            let orphans = self
+                .messages
+                .iter()
+                .take_while(|m| m.role == Role::Tool)
+                .count();
+            self.messages.drain(..orphans);
         }
         self.messages.push(m);
     }
@@ -174,6 +182,22 @@ impl ChatLog {
             }
         }
         self.push(ChatMessage::text(Role::User, text));
+    }
+
+    /// The caller's last turn now reads `text` (they went on before the
+    /// reply to it was heard), keeping what came after it — tool exchanges
+    /// made meanwhile stay in the log, unlike [`ChatLog::caller`] with
+    /// `amends`. With no caller turn yet, `text` is added as one.
+    pub fn amend_caller(&mut self, text: &str) {
+        match self
+            .messages
+            .iter_mut()
+            .rev()
+            .find(|m| m.role == Role::User)
+        {
+            Some(m) => m.content = Some(text.to_string()),
+            None => self.push(ChatMessage::text(Role::User, text)),
+        }
     }
 
     /// The receptionist said this (what the caller heard of it).
@@ -192,12 +216,26 @@ impl ChatLog {
             tool_calls: vec![call.clone()],
             tool_call_id: None,
         });
-        let mut result = ChatMessage::text(
-            Role::Tool,
-            serde_json::json!({ "ok": outcome.ok, "result": outcome.result }).to_string(),
-        );
-        result.tool_call_id = Some(call.id.clone());
-        self.push(result);
+        self.push(tool_result(call, outcome));
+    }
+
+    /// A reply that called tools, once every call has its outcome: one
+    /// assistant message with what was said (`said`, may be empty) and all
+    /// the calls, then each call's result in order — the shape chat APIs
+    /// expect when a model speaks and calls tools in one reply.
+    pub fn tool_round(&mut self, said: &str, exchanges: &[(ToolCall, ToolOutcome)]) {
+        if exchanges.is_empty() {
+            return self.receptionist(said);
+        }
+        self.push(ChatMessage {
+            role: Role::Assistant,
+            content: (!said.trim().is_empty()).then(|| said.to_string()),
+            tool_calls: exchanges.iter().map(|(c, _)| c.clone()).collect(),
+            tool_call_id: None,
+        });
+        for (call, outcome) in exchanges {
+            self.push(tool_result(call, outcome));
+        }
     }
 
     /// System prompt first, then the kept messages.
@@ -217,6 +255,16 @@ impl ChatLog {
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
+}
+
+/// The chat message answering `call` with `outcome`.
+fn tool_result(call: &ToolCall, outcome: &ToolOutcome) -> ChatMessage {
+    let mut result = ChatMessage::text(
+        Role::Tool,
+        serde_json::json!({ "ok": outcome.ok, "result": outcome.result }).to_string(),
+    );
+    result.tool_call_id = Some(call.id.clone());
+    result
 }
 
 /// What the receptionist says before handing the caller to people.
@@ -353,6 +401,52 @@ mod tests {
             .content
             .as_deref()
             .is_some_and(|c| c.contains("\"slots\":2")));
+    }
+
+    #[test]
+    fn an_amended_turn_keeps_the_tool_exchanges_after_it() {
+        let mut log = ChatLog::new("sys", 8);
+        log.caller("I'd like", false);
+        let call = ToolCall {
+            id: "c1".into(),
+            name: "find_slots".into(),
+            arguments: "{}".into(),
+        };
+        let outcome = ToolOutcome {
+            id: "c1".into(),
+            name: "find_slots".into(),
+            ok: true,
+            result: serde_json::json!({}),
+        };
+        log.tool_exchange(&call, &outcome);
+        log.amend_caller("I'd like a demo on Friday");
+        let m = log.messages();
+        assert_eq!(m.len(), 4);
+        assert_eq!(m[1].content.as_deref(), Some("I'd like a demo on Friday"));
+        assert_eq!(m[3].role, Role::Tool);
+    }
+
+    #[test]
+    fn the_window_never_starts_on_an_orphan_tool_result() {
+        let mut log = ChatLog::new("sys", 4);
+        let call = ToolCall {
+            id: "c1".into(),
+            name: "find_slots".into(),
+            arguments: "{}".into(),
+        };
+        let outcome = ToolOutcome {
+            id: "c1".into(),
+            name: "find_slots".into(),
+            ok: true,
+            result: serde_json::json!({}),
+        };
+        for _ in 0..20 {
+            log.caller("hello", false);
+            log.tool_exchange(&call, &outcome);
+            log.receptionist("ok");
+            let m = log.messages();
+            assert_ne!(m[1].role, Role::Tool, "{m:?}");
+        }
     }
 
     #[test]

@@ -19,8 +19,10 @@ pub enum BrainKind {
     /// `prompts/phrases.toml` (default; offline, no model).
     #[default]
     Rules,
-    /// A model with the receptionist prompt and tools (not built yet:
-    /// `check-config` refuses it with a clear line).
+    /// A model with the receptionist prompt (`prompts/receptionist.md`) and
+    /// tools, on the same action layer; the rules brain takes over a call
+    /// whose model fails. Needs a real model: `[providers.llm] kind =
+    /// "openai"` (OpenAI or any OpenAI-compatible server).
     Llm,
     /// Greets with `[call] greeting` and answers every turn with the
     /// configured LLM provider (the load test's fixed-latency fake).
@@ -28,26 +30,51 @@ pub enum BrainKind {
 }
 
 /// `[brain]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrainConfig {
     /// `rules` (default) | `llm` | `scripted`.
     pub kind: BrainKind,
     /// A phrases file replacing the embedded `prompts/phrases.toml`
-    /// (default: none; relative to the config file).
+    /// (default: none; relative to the config file). The llm brain says
+    /// its greeting and closing lines from it too.
     pub phrases: Option<PathBuf>,
     /// A knowledge file replacing the embedded `prompts/knowledge.md`
-    /// (default: none; relative to the config file).
+    /// (default: none; relative to the config file). The llm brain's
+    /// prompt carries it.
     pub knowledge: Option<PathBuf>,
+    /// `kind = "llm"`: a system prompt replacing the embedded
+    /// `prompts/receptionist.md` (default: none; relative to the config
+    /// file; placeholders `{business}`, `{knowledge}`, `{b_team_size}`,
+    /// `{b_callback_minutes}`, `{c_callback_minutes}`, `{book_intents}`,
+    /// `{tier_b}`).
+    pub prompt: Option<PathBuf>,
+    /// `kind = "llm"`: upper bound on tokens per model reply (default 300,
+    /// 16–4096).
+    pub max_tokens: u32,
+}
+
+impl Default for BrainConfig {
+    fn default() -> Self {
+        BrainConfig {
+            kind: BrainKind::default(),
+            phrases: None,
+            knowledge: None,
+            prompt: None,
+            max_tokens: 300,
+        }
+    }
 }
 
 impl BrainConfig {
-    /// `kind = "llm"` is accepted by the parser but cannot run yet.
+    /// Range checks; errors name the key. (That `kind = "llm"` has a model
+    /// that can call tools is checked with the providers, in
+    /// [`crate::config::Config::validate`].)
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.kind == BrainKind::Llm {
+        if !(16..=4096).contains(&self.max_tokens) {
             return Err(ConfigError::invalid(
-                "brain.kind",
-                "\"llm\": the llm brain is not built yet; use \"rules\" (default) or \"scripted\"",
+                "brain.max_tokens",
+                format!("{} is out of range; allowed 16–4096", self.max_tokens),
             ));
         }
         Ok(())

@@ -438,9 +438,13 @@ impl Config {
             self.recording.dir = base.join(&self.recording.dir);
         }
         self.providers.resolve_relative_paths(base);
-        for p in [&mut self.brain.phrases, &mut self.brain.knowledge]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut self.brain.phrases,
+            &mut self.brain.knowledge,
+            &mut self.brain.prompt,
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -642,8 +646,34 @@ impl Config {
         self.sms.validate()?;
         notify::validate_twilio(&self.twilio)?;
         self.brain.validate()?;
+        if self.brain.kind == brain::BrainKind::Llm {
+            llm_brain_model(&self.providers.llm, "providers.llm")?;
+        }
         self.tiers.validate()?;
         Ok(())
+    }
+}
+
+/// `[brain] kind = "llm"` needs a model that can call tools: an OpenAI
+/// (or OpenAI-compatible) provider, or a chain of them. The scripted fake
+/// streams a canned line and never calls a tool; in a chain it would
+/// answer for a failing model, where the llm brain hands the call to the
+/// rules brain instead.
+fn llm_brain_model(c: &LlmConfig, at: &str) -> Result<(), ConfigError> {
+    match c {
+        LlmConfig::Openai(_) => Ok(()),
+        LlmConfig::Chain(ch) => ch
+            .members
+            .iter()
+            .try_for_each(|m| llm_brain_model(m, &format!("{at}.{}", llm_kind(m)))),
+        LlmConfig::Scripted(_) => Err(ConfigError::invalid(
+            "brain.kind",
+            format!(
+                "\"llm\" needs a model that can call tools, but `{at}` is the scripted fake: \
+                 set [providers.llm] kind = \"openai\" (OpenAI or any OpenAI-compatible server), \
+                 or use [brain] kind = \"rules\""
+            ),
+        )),
     }
 }
 

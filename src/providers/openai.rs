@@ -5,8 +5,9 @@
 //! server-sent events are read as they arrive. Text deltas become
 //! [`LlmEvent::Text`]; tool-call fragments are collected by `index` (or, for
 //! servers that leave `index` out or give every call index 0, by a change of
-//! `id`) and their `arguments` joined and checked as JSON only at the end,
-//! so a call is handed over whole or not at all. The usage chunk (empty
+//! `id`) and their `arguments` joined, so a call is handed over whole, at
+//! the end; its arguments are the conversation's to check (models make
+//! them up, and a malformed one is answered so the model can retry). The usage chunk (empty
 //! `choices`), unknown fields, `event:` lines and comments are tolerated;
 //! `[DONE]` or the end of the body finishes. Whether the model called tools
 //! is decided by the calls collected, not by `finish_reason` (Ollama has
@@ -478,9 +479,12 @@ impl Assembler {
         Ok(())
     }
 
-    /// The end of the stream: the tool calls, each checked, then `Done`.
-    /// A call whose arguments are not a JSON object is an error naming the
-    /// call (transient: the model may well get it right on a retry).
+    /// The end of the stream: the tool calls, then `Done`. A call with no
+    /// function name is an error (transient: the model may well get it
+    /// right on a retry). Arguments that are not a JSON object are handed
+    /// over as they came: the conversation checks every call's arguments
+    /// anyway, and answering the call with a failed result lets the model
+    /// correct itself, where an error would lose the whole reply.
     pub fn finish(self) -> Result<Vec<Result<LlmEvent, ProviderError>>, ProviderError> {
         let mut out = Vec::new();
         let had_calls = !self.calls.is_empty();
@@ -493,20 +497,8 @@ impl Assembler {
             } else {
                 c.arguments
             };
-            match serde_json::from_str::<Value>(&args) {
-                Ok(Value::Object(_)) => {}
-                Ok(_) => {
-                    return Err(transient(format!(
-                        "tool call `{}` arguments are not a JSON object",
-                        c.name
-                    )))
-                }
-                Err(e) => {
-                    return Err(transient(format!(
-                        "tool call `{}` arguments are not valid JSON ({e})",
-                        c.name
-                    )))
-                }
+            if !matches!(serde_json::from_str::<Value>(&args), Ok(Value::Object(_))) {
+                debug!(tool = %c.name, "tool call arguments are not a JSON object");
             }
             let id = if c.id.is_empty() {
                 format!("call_{n}")
