@@ -12,7 +12,7 @@
 //!                                                                 │
 //!        call::Session = call::CallCore (turns, marks, barge-in; vad::VoiceDetector)
 //!                        ⇅ CoreEvent / Directive
-//!                        call::Conversation (what to say and do: brain::rules, or scripted)
+//!                        call::Conversation (what to say and do: brain::rules, brain::llm, or scripted)
 //!                                                                 │ Output
 //!   ┌──────────────────────┬──────────────────────┬───────────────┴──────┬────────────────────┐
 //!   ▼                      ▼                      ▼                      ▼                    ▼
@@ -34,7 +34,7 @@
 //! | [`carrier`] | wire formats per carrier ⇄ carrier-neutral [`carrier::CallEvent`] / [`carrier::CarrierCommand`]; close codes for transport rejections; the shared carrier playout emulator |
 //! | [`call`] | the sans-IO call core and [`call::Session`] (core ⇄ [`call::Conversation`]), the reply pipeline, the tool runner, the process-wide call record writer (one transaction per batch), the per-call tokio driver |
 //! | [`providers`] | streaming `Stt`/`Llm`/`Tts` traits; the embedded offline stack (`local`: whisper.cpp, Piper on ONNX Runtime, espeak-ng, on blocking pools), scripted fakes, the Deepgram, OpenAI-compatible, ElevenLabs, Cartesia and Aura clients, and the per-call fail-over chain |
-//! | [`brain`] | the rules brain (intent, lead tier A–D, slot filling, preferred times, redaction) and the action layer both brains call (holds, CRM upsert, callbacks, the outcome on the lead) |
+//! | [`brain`] | the rules brain (intent, lead tier A–D, slot filling, preferred times, redaction), the LLM brain (a model with tools, checked before they run; the rules brain takes over on failure) and the action layer both brains call (holds, CRM upsert, callbacks, the outcome on the lead) |
 //! | [`routing`] | the inbound plan (stages 1–3, IVR, on-call, protection) as a pure function, TwiML, Twilio signatures and stream tokens |
 //! | [`booking`] | `Calendar` trait: slots, holds with TTL, bookings; local + Cal.com |
 //! | [`crm`] | `Crm` trait: lookup, upsert; local + HubSpot |
