@@ -51,6 +51,10 @@ enum Command {
     },
     /// Transcribe WAV files with the offline speech recogniser, one line each.
     Transcribe {
+        /// Decode as a barge-in peek does (the first few words, a short
+        /// window): what the receptionist hears of a sound under its speech.
+        #[arg(long)]
+        peek: bool,
         /// WAV (any rate) or raw 8 kHz μ-law files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -347,7 +351,7 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        Command::Transcribe { files } => speech_tool(move |env| async move {
+        Command::Transcribe { peek, files } => speech_tool(move |env| async move {
             let stt = frontdesk::providers::local::LocalStt::load(
                 &Default::default(),
                 &env,
@@ -356,7 +360,11 @@ fn main() -> ExitCode {
             .map_err(|e| e.message)?;
             for f in &files {
                 let pcm = frontdesk::loadtest::simcall::load_turn(f).map_err(|e| e.to_string())?;
-                let text = stt.engine().transcribe(pcm).await?;
+                let text = if peek {
+                    stt.engine().peek(pcm).await?
+                } else {
+                    stt.engine().transcribe(pcm).await?
+                };
                 println!("{text}");
             }
             Ok(())

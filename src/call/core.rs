@@ -622,6 +622,13 @@ impl CallCore {
                     self.peeks_in_flight = self.peeks_in_flight.saturating_sub(1);
                     if self.stale_peeks > 0 {
                         self.stale_peeks -= 1;
+                        // Words of a sound already let go ("Hi," before a
+                        // pause): real words still mean the caller is
+                        // taking the turn; a backchannel decides nothing.
+                        if matches!(self.state, TurnState::Greeting | TurnState::BotSpeaking) {
+                            let d = self.barge.on_late_words(&text);
+                            self.apply_barge(d, now);
+                        }
                         return;
                     }
                 }
@@ -783,6 +790,9 @@ impl CallCore {
     fn apply_barge(&mut self, d: BargeInDecision, now: Instant) {
         match d {
             BargeInDecision::Nothing => {}
+            // With peeks, new audio is held from the peek on: the carrier's
+            // buffer covers the decode, so a backchannel leaves no gap.
+            BargeInDecision::Pause if !self.cfg.stt_interims => {}
             BargeInDecision::Pause => {
                 if let Some(r) = self.reply.as_mut() {
                     r.paused = true;

@@ -535,6 +535,10 @@ fn the_model_sees_only_what_the_caller_heard_of_an_interrupted_reply() {
 /// pricing question, then `gap_ms` into the reply, then `interruption`
 /// (fixtures, in order, back to back), with the peek hearing `words`.
 fn peeked(interruption: &[&str], gap_ms: u64, words: &str) -> (Sim, u64) {
+    peeked_with(interruption, gap_ms, words, World::default())
+}
+
+fn peeked_with(interruption: &[&str], gap_ms: u64, words: &str, world: World) -> (Sim, u64) {
     let mut caller = CallerAudio::default()
         .noise(500)
         .say("pricing.wav")
@@ -546,7 +550,7 @@ fn peeked(interruption: &[&str], gap_ms: u64, words: &str) -> (Sim, u64) {
     let caller = caller.noise(4000);
     let world = World {
         peek_words: Some(words.into()),
-        ..World::default()
+        ..world
     };
     let mut sim = Sim::new(vad(), no_greeting(), world, caller);
     sim.run_until(14_000);
@@ -596,7 +600,7 @@ fn a_real_interruption_clears_within_a_frame_of_its_words() {
     let (sim, _) = peeked(&["existing_customer.wav"], 700, "Hi, I'm already a customer");
     let asked = peeks(&sim);
     assert_eq!(asked.len(), 1, "{asked:?}");
-    let words_at = asked[0] + sim.world.stt_ms;
+    let words_at = asked[0] + sim.world.peek_ms;
     let clears = sim.clears();
     assert_eq!(clears.len(), 1, "{clears:?}");
     let clear = clears[0];
@@ -614,18 +618,71 @@ fn a_real_interruption_clears_within_a_frame_of_its_words() {
 }
 
 #[test]
-fn a_caller_who_keeps_talking_interrupts_even_without_words() {
-    let (sim, onset) = peeked(&["existing_customer.wav"], 700, "");
+fn a_caller_who_keeps_talking_without_words_interrupts_when_the_peek_answers() {
+    let (sim, _) = peeked(&["existing_customer.wav"], 700, "");
+    let asked = peeks(&sim);
     let clears = sim.clears();
     assert_eq!(clears.len(), 1, "{clears:?}");
-    // Not before barge_in_min_ms (300) + barge_in_word_wait_ms (700) of
-    // voice (a pause between the caller's phrases starts the count again),
-    // and well inside the caller's 5-second sentence.
-    let arrive = onset + 20 + sim.world.link_ms;
+    let answered = asked[0] + sim.world.peek_ms;
     assert!(
-        clears[0] >= arrive + 960 && clears[0] <= arrive + 3000,
-        "clear at {}, onset arrived {arrive}",
+        clears[0] >= answered && clears[0] <= answered + 20,
+        "clear at {}, the empty peek answered at {answered}",
         clears[0]
     );
     assert_eq!(sim.replies_started().len(), 2, "and the caller got a reply");
+}
+
+#[test]
+fn a_slow_peek_interrupts_at_the_word_wait_bound() {
+    let slow = World {
+        peek_ms: 3000,
+        ..World::default()
+    };
+    let (sim, onset) = peeked_with(&["existing_customer.wav"], 700, "Hi", slow);
+    let clears = sim.clears();
+    assert_eq!(clears.len(), 1, "{clears:?}");
+    // Not before barge_in_min_ms + barge_in_word_wait_ms of voice (a pause
+    // between the caller's phrases starts the count again), and long
+    // before the 3-second decode.
+    let v = vad();
+    let bound = u64::from(v.barge_in_min_ms + v.barge_in_word_wait_ms);
+    let arrive = onset + 20 + sim.world.link_ms;
+    assert!(
+        clears[0] + 40 >= arrive + bound && clears[0] < peeks(&sim)[0] + 3000,
+        "clear at {}, onset arrived {arrive}",
+        clears[0]
+    );
+}
+
+#[test]
+fn words_that_come_after_their_sound_ended_still_interrupt() {
+    // "Hi," — a pause — and on: the peek of the first sound answers after
+    // that sound was let go.
+    let caller = CallerAudio::default()
+        .noise(500)
+        .say("pricing.wav")
+        .noise(950 + 300)
+        .say("backchannel.wav")
+        .noise(300)
+        .say("existing_customer.wav")
+        .noise(4000);
+    let world = World {
+        peek_words: Some("Hi.".into()),
+        peek_ms: 400,
+        ..World::default()
+    };
+    let mut sim = Sim::new(vad(), no_greeting(), world, caller);
+    sim.run_until(14_000);
+    let asked = peeks(&sim);
+    let clears = sim.clears();
+    assert_eq!(clears.len(), 1, "{clears:?}");
+    let forgot = sim
+        .log
+        .actions
+        .iter()
+        .find(|(_, a)| *a == Output::ForgetAudio)
+        .map(|(t, _)| *t)
+        .expect("the first sound was let go");
+    assert!(forgot < asked[0] + 400, "let go at {forgot}, answered at {}", asked[0] + 400);
+    assert_eq!(clears[0], asked[0] + 400, "interrupted when its words came");
 }

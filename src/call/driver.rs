@@ -522,6 +522,7 @@ async fn drive<T, C>(
                     }
                 }
                 Output::PeekWords => {
+                    debug!("asking for the words of the caller's sound under the reply");
                     let asked = match &stt.state {
                         SttState::Open(s) => s.input.try_send(SttInput::Peek).is_ok(),
                         _ => false,
@@ -683,7 +684,13 @@ async fn drive<T, C>(
                 counts.dropped += stt.opened(opened);
             }
             ev = next_stt(&mut stt.state) => match ev {
-                Some(ev) => session.handle_stt(ev, now()),
+                Some(ev) => {
+                    if let SttEvent::Interim(t) = &ev {
+                        // (The words are the caller's: only their length is logged.)
+                        debug!(chars = t.len(), "interim words");
+                    }
+                    session.handle_stt(ev, now())
+                }
                 None => stt.state = SttState::Gone,
             },
             Some((gen, ev)) = reply_rx.recv() => session.handle_reply(gen, ev, now()),

@@ -91,8 +91,9 @@ pub struct World {
     pub reply_audio: Vec<i16>,
     pub transcript: String,
     /// `Some`: the STT sends no interim words (like the offline Whisper)
-    /// and answers each peek with these words, `stt_ms` later.
+    /// and answers each peek with these words, `peek_ms` later.
     pub peek_words: Option<String>,
+    pub peek_ms: u64,
 }
 
 impl Default for World {
@@ -107,6 +108,7 @@ impl Default for World {
             reply_audio: fixture("bot_reply.wav"),
             transcript: "I'd like to book a demo".into(),
             peek_words: None,
+            peek_ms: 100,
         }
     }
 }
@@ -406,7 +408,7 @@ impl Sim {
                 }
                 Output::PeekWords => {
                     let text = self.world.peek_words.clone().unwrap_or_default();
-                    self.schedule(now + self.world.stt_ms, Ev::Stt(SttEvent::Interim(text)));
+                    self.schedule(now + self.world.peek_ms, Ev::Stt(SttEvent::Interim(text)));
                     self.log.actions.push((now, Output::PeekWords));
                 }
                 Output::StartReply { gen, input } => {

@@ -159,7 +159,7 @@ pub struct VadConfig {
     /// `barge_in_min_ms` the words of the caller's sound are decoded, and
     /// the bot stays paused this much longer waiting for them; a backchannel
     /// ("uh-huh", "okay") resumes the reply, other words interrupt it, and
-    /// no words by then interrupt it anyway (default 700, 0–5000, multiple of 20).
+    /// no words by then interrupt it anyway (default 500, 0–5000, multiple of 20).
     pub barge_in_word_wait_ms: u32,
     /// webrtc-vad aggressiveness 0–3 (default 2: "aggressive").
     pub mode: u8,
@@ -178,7 +178,7 @@ impl Default for VadConfig {
             start_ms: 200,
             end_ms: 500,
             barge_in_min_ms: 300,
-            barge_in_word_wait_ms: 700,
+            barge_in_word_wait_ms: 500,
             mode: 2,
             energy_floor_dbfs: -50.0,
             slot_end_ms: 1200,

@@ -15,8 +15,12 @@
 //!   a streaming STT that sends interim words (Deepgram) that is an
 //!   interruption. With one that only transcribes on request (the offline
 //!   Whisper), the policy says [`BargeInDecision::Peek`] — decode the sound
-//!   so far — and waits up to `barge_in_word_wait_ms` more for its words
-//!   before it interrupts anyway.
+//!   so far — and waits for its words: a backchannel resumes, other words or
+//!   none at all while the caller is still talking interrupt, and a decode
+//!   slower than `barge_in_word_wait_ms` interrupts anyway. (The core holds
+//!   new bot audio from the peek on, not from the first voiced frame: the
+//!   carrier's buffered audio covers the decode, so a backchannel leaves no
+//!   gap in the bot's speech.)
 //!
 //! A backchannel that goes on past [`VETO_MAX_MS`] is judged afresh: the
 //! caller who says "yeah, yeah, but what about…" is heard.
@@ -199,14 +203,32 @@ impl BargeIn {
         decision
     }
 
+    /// The words of an earlier sound, which was already let go: words that
+    /// are not a backchannel interrupt (the caller said "Hi," and paused
+    /// before going on); a backchannel or no words decide nothing.
+    pub fn on_late_words(&mut self, text: &str) -> BargeInDecision {
+        if self.state == State::Interrupted || !has_words(text) || is_backchannel(text) {
+            return BargeInDecision::Nothing;
+        }
+        self.state = State::Interrupted;
+        BargeInDecision::Interrupt
+    }
+
     /// An interim transcript of the sound that caused the pause.
     pub fn on_words(&mut self, text: &str) -> BargeInDecision {
         let State::Pending { voiced_ms, .. } = self.state else {
             return BargeInDecision::Nothing;
         };
         if !has_words(text) {
-            // A cough or the line: no words yet, keep waiting.
-            return BargeInDecision::Nothing;
+            // The sound goes on but holds no words (a hum, the television):
+            // with a streaming STT wait for its next interim; a peek's answer
+            // is all there will be, so it is an interruption, as it would
+            // have been at `min_ms` without the peek.
+            if self.word_wait_ms.is_none() {
+                return BargeInDecision::Nothing;
+            }
+            self.state = State::Interrupted;
+            return BargeInDecision::Interrupt;
         }
         if is_backchannel(text) {
             self.state = State::Vetoed {
@@ -362,14 +384,25 @@ mod tests {
     fn peeked_words_decide() {
         let mut b = BargeIn::with_word_wait(300, 600);
         assert_eq!(feed(&mut b, &[(true, 20)]), vec![Pause, Peek]);
-        // No words (a cough): still waiting.
-        assert_eq!(b.on_words("[BLANK_AUDIO]"), Nothing);
         assert_eq!(b.on_words("Mm-hmm."), Resume);
         assert_eq!(feed(&mut b, &[(true, 10), (false, 4)]), vec![Resume]);
 
         assert_eq!(feed(&mut b, &[(true, 20)]), vec![Pause, Peek]);
         assert_eq!(b.on_words("Wait, sorry"), Interrupt);
         assert_eq!(feed(&mut b, &[(true, 50)]), vec![]);
+        b.reset();
+
+        // Still talking, and the peek found no words: an interruption.
+        assert_eq!(feed(&mut b, &[(true, 20)]), vec![Pause, Peek]);
+        assert_eq!(b.on_words("[BLANK_AUDIO]"), Interrupt);
+    }
+
+    #[test]
+    fn a_streaming_stt_without_words_yet_keeps_waiting() {
+        let mut b = BargeIn::new(400);
+        assert_eq!(feed(&mut b, &[(true, 5)]), vec![Pause]);
+        assert_eq!(b.on_words(""), Nothing);
+        assert_eq!(feed(&mut b, &[(true, 15)]), vec![Interrupt]);
     }
 
     #[test]
@@ -386,5 +419,11 @@ mod tests {
         let mut b = BargeIn::with_word_wait(300, 600);
         assert_eq!(feed(&mut b, &[(true, 15), (false, 4)]), vec![Pause, Peek, Resume]);
         assert_eq!(b.on_words("stop"), Nothing);
+        // (The core hands such words to on_late_words: real words still
+        // interrupt, a backchannel does not.)
+        assert_eq!(b.on_late_words("uh-huh"), Nothing);
+        assert_eq!(feed(&mut b, &[(true, 3)]), vec![Pause]);
+        assert_eq!(b.on_late_words("Mm-hmm"), Nothing);
+        assert_eq!(b.on_late_words("Hi."), Interrupt);
     }
 }

@@ -281,7 +281,7 @@ impl Stt for LocalStt {
                     // utterance still gets its own decode).
                     Job::Peek(None) => SttEvent::Interim(String::new()),
                     Job::Peek(Some(pcm)) => {
-                        SttEvent::Interim(engine.transcribe(pcm).await.unwrap_or_default())
+                        SttEvent::Interim(engine.peek(pcm).await.unwrap_or_default())
                     }
                 };
                 if decode_tx.send(ev).await.is_err() {

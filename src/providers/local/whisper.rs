@@ -27,6 +27,10 @@ pub struct Whisper {
     ctx: WhisperContext,
     states: Mutex<Vec<whisper_rs::WhisperState>>,
     permits: Semaphore,
+    /// A decoder of its own for peeks (is the caller's sound under the bot's
+    /// speech a backchannel?): they must not queue behind whole utterances.
+    peek_states: Mutex<Vec<whisper_rs::WhisperState>>,
+    peek_permits: Semaphore,
     threads: i32,
     fit_audio_ctx: bool,
 }
@@ -64,10 +68,15 @@ impl Whisper {
                     .map_err(|e| format!("cannot make a Whisper decoder: {e}"))?,
             );
         }
+        let peek = ctx
+            .create_state()
+            .map_err(|e| format!("cannot make a Whisper decoder: {e}"))?;
         Ok(Whisper {
             ctx,
             permits: Semaphore::new(states.len()),
             states: Mutex::new(states),
+            peek_states: Mutex::new(vec![peek]),
+            peek_permits: Semaphore::new(1),
             threads: threads.clamp(1, 16) as i32,
             fit_audio_ctx,
         })
@@ -76,22 +85,43 @@ impl Whisper {
     /// Decode one utterance (8 kHz PCM). Waits for a free decoder, then
     /// runs on a blocking thread.
     pub async fn transcribe(self: &Arc<Self>, pcm8k: Vec<i16>) -> Result<String, String> {
-        let _permit = self
-            .permits
+        self.decode(pcm8k, Lane::Utterance).await
+    }
+
+    /// The first words of a short sound, on the peek decoder (never behind
+    /// whole utterances), at most a few tokens.
+    pub async fn peek(self: &Arc<Self>, pcm8k: Vec<i16>) -> Result<String, String> {
+        self.decode(pcm8k, Lane::Peek).await
+    }
+
+    async fn decode(self: &Arc<Self>, pcm8k: Vec<i16>, lane: Lane) -> Result<String, String> {
+        let permits = match lane {
+            Lane::Utterance => &self.permits,
+            Lane::Peek => &self.peek_permits,
+        };
+        let _permit = permits
             .acquire()
             .await
             .map_err(|_| "the Whisper pool is closed".to_string())?;
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.transcribe_blocking(&pcm8k))
+        tokio::task::spawn_blocking(move || me.decode_blocking(&pcm8k, lane))
             .await
             .map_err(|e| format!("the Whisper decode failed: {e}"))?
     }
 
     /// Decode on this thread (holds a pooled state for the duration).
     pub fn transcribe_blocking(&self, pcm8k: &[i16]) -> Result<String, String> {
+        self.decode_blocking(pcm8k, Lane::Utterance)
+    }
+
+    fn decode_blocking(&self, pcm8k: &[i16], lane: Lane) -> Result<String, String> {
         let audio = to_whisper_input(pcm8k)?;
+        let states = match lane {
+            Lane::Utterance => &self.states,
+            Lane::Peek => &self.peek_states,
+        };
         let mut state = {
-            let mut pool = self.states.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pool = states.lock().unwrap_or_else(|p| p.into_inner());
             match pool.pop() {
                 Some(s) => s,
                 // Only when called outside the permit (tests, benches).
@@ -117,11 +147,17 @@ impl Whisper {
         p.set_temperature(0.0);
         p.set_temperature_inc(0.0);
         if self.fit_audio_ctx {
+            // (Peeks too: a window of 128 or 256 positions was measured to
+            // turn "yeah, sure" into "the answer" and "mm-hmm" into "and".)
             p.set_audio_ctx(audio_ctx_for(audio.len()));
         }
         // A decoder stuck in a loop stops at about twice the fastest speech.
         let secs = audio.len() as f64 / WHISPER_RATE as f64;
-        p.set_max_tokens((secs * 8.0) as i32 + 24);
+        p.set_max_tokens(match lane {
+            // Enough to tell "uh-huh" from "wait, that's not…".
+            Lane::Peek => PEEK_TOKENS,
+            Lane::Utterance => (secs * 8.0) as i32 + 24,
+        });
         let r = state.full(p, &audio);
         let text = r.map_err(|e| format!("Whisper: {e}")).map(|()| {
             let mut text = String::new();
@@ -132,13 +168,23 @@ impl Whisper {
             }
             clean(&text)
         });
-        self.states
+        states
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(state);
         text
     }
 }
+
+/// Which decoders a decode runs on.
+#[derive(Debug, Clone, Copy)]
+enum Lane {
+    Utterance,
+    Peek,
+}
+
+/// Tokens a peek decodes at most.
+const PEEK_TOKENS: i32 = 8;
 
 /// The encoder context for `samples` at 16 kHz: 50 positions a second, with
 /// a margin, within Whisper's 1500. Under about 7 s of window, tiny.en
