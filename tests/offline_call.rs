@@ -310,7 +310,9 @@ fn written(dir: &Path) -> String {
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_none_or(|x| x != "ul") {
-                all.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()));
+                all.push_str(&String::from_utf8_lossy(
+                    &std::fs::read(&p).unwrap_or_default(),
+                ));
             }
         }
     }

@@ -569,12 +569,19 @@ fn peeks(sim: &Sim) -> Vec<u64> {
 #[test]
 fn an_uh_huh_during_the_reply_does_not_interrupt_it() {
     // "uh-huh, uh-huh": long enough (≈0.8 s) that the words are asked for.
-    let (sim, _) = peeked(&["backchannel.wav", "backchannel.wav"], 300, "Uh-huh, uh-huh.");
+    let (sim, _) = peeked(
+        &["backchannel.wav", "backchannel.wav"],
+        300,
+        "Uh-huh, uh-huh.",
+    );
     assert_eq!(peeks(&sim).len(), 1, "the sound's words were asked for");
     assert!(sim.clears().is_empty(), "a backchannel cleared the reply");
     assert_eq!(sim.media_ms(), 2000, "the whole reply was heard");
     assert_eq!(sim.replies_started().len(), 1, "no new turn");
-    assert!(sim.bot_turns().iter().all(|t| !t.interrupted && t.heard_ms == 2000));
+    assert!(sim
+        .bot_turns()
+        .iter()
+        .all(|t| !t.interrupted && t.heard_ms == 2000));
     assert!(sim.caller_turns().len() == 1, "{:?}", sim.caller_turns());
     // The STT was told to forget the backchannel's audio.
     assert!(sim
@@ -597,7 +604,11 @@ fn coughs_and_line_noise_do_not_interrupt_an_offline_call_either() {
 
 #[test]
 fn a_real_interruption_clears_within_a_frame_of_its_words() {
-    let (sim, _) = peeked(&["existing_customer.wav"], 700, "Hi, I'm already a customer");
+    let (sim, _) = peeked(
+        &["existing_customer.wav"],
+        700,
+        "Hi, I'm already a customer",
+    );
     let asked = peeks(&sim);
     assert_eq!(asked.len(), 1, "{asked:?}");
     let words_at = asked[0] + sim.world.peek_ms;
@@ -609,9 +620,17 @@ fn a_real_interruption_clears_within_a_frame_of_its_words() {
         "clear at {clear}, the words came at {words_at}"
     );
     // No frame of the cancelled reply reached the carrier after the clear.
-    let next_reply = sim.replies_started().get(1).map(|r| r.0).unwrap_or(u64::MAX);
+    let next_reply = sim
+        .replies_started()
+        .get(1)
+        .map(|r| r.0)
+        .unwrap_or(u64::MAX);
     assert_eq!(sim.media_between(clear, next_reply), 0);
-    let cut = sim.bot_turns().into_iter().find(|t| t.interrupted).expect("cut off");
+    let cut = sim
+        .bot_turns()
+        .into_iter()
+        .find(|t| t.interrupted)
+        .expect("cut off");
     assert!(cut.heard_ms < 2000, "{cut:?}");
     // The interruption is the caller's next turn, and gets its reply.
     assert_eq!(sim.replies_started().len(), 2);
@@ -683,6 +702,10 @@ fn words_that_come_after_their_sound_ended_still_interrupt() {
         .find(|(_, a)| *a == Output::ForgetAudio)
         .map(|(t, _)| *t)
         .expect("the first sound was let go");
-    assert!(forgot < asked[0] + 400, "let go at {forgot}, answered at {}", asked[0] + 400);
+    assert!(
+        forgot < asked[0] + 400,
+        "let go at {forgot}, answered at {}",
+        asked[0] + 400
+    );
     assert_eq!(clears[0], asked[0] + 400, "interrupted when its words came");
 }

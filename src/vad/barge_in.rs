@@ -361,7 +361,14 @@ mod tests {
         ] {
             assert!(is_backchannel(t), "{t}");
         }
-        for t in ["", "stop", "yeah but no", "what about Tuesday", "Wait.", "no"] {
+        for t in [
+            "",
+            "stop",
+            "yeah but no",
+            "what about Tuesday",
+            "Wait.",
+            "no",
+        ] {
             assert!(!is_backchannel(t), "{t}");
         }
     }
@@ -417,7 +424,10 @@ mod tests {
     #[test]
     fn words_of_an_earlier_sound_are_ignored() {
         let mut b = BargeIn::with_word_wait(300, 600);
-        assert_eq!(feed(&mut b, &[(true, 15), (false, 4)]), vec![Pause, Peek, Resume]);
+        assert_eq!(
+            feed(&mut b, &[(true, 15), (false, 4)]),
+            vec![Pause, Peek, Resume]
+        );
         assert_eq!(b.on_words("stop"), Nothing);
         // (The core hands such words to on_late_words: real words still
         // interrupt, a backchannel does not.)

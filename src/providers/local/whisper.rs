@@ -168,10 +168,7 @@ impl Whisper {
             }
             clean(&text)
         });
-        states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(state);
+        states.lock().unwrap_or_else(|p| p.into_inner()).push(state);
         text
     }
 }
