@@ -47,6 +47,34 @@ impl E164 {
             .unwrap_or_default()
     }
 
+    /// Whether this can be a subscriber's number, not merely one of a
+    /// possible length: valid by the numbering plan's metadata, or as long
+    /// as the country's longest fixed-line or mobile numbers (the ranges
+    /// set aside for drama and examples, `07700 900123`, are not "valid"
+    /// but are whole). A number heard from a caller must be one before
+    /// anyone is promised a call on it: `0770 090123`, a digit short, is not.
+    pub fn is_plausible(&self) -> bool {
+        let Ok(n) = phonenumber::parse(None, &self.0) else {
+            return false;
+        };
+        if phonenumber::is_valid(&n) {
+            return true;
+        }
+        let len = n.national().to_string().len() as u16;
+        let longest = DATABASE
+            .by_code(&n.code().value())
+            .into_iter()
+            .flatten()
+            .flat_map(|m| {
+                let d = m.descriptors();
+                [d.fixed_line(), d.mobile()]
+            })
+            .flatten()
+            .flat_map(|d| d.possible_length().iter().copied())
+            .max();
+        longest == Some(len)
+    }
+
     /// Wrap as personal data.
     pub fn to_pii(&self) -> crate::pii::Pii<String> {
         crate::pii::Pii::new(self.0.clone())

@@ -618,6 +618,29 @@ async fn a_number_read_aloud_becomes_the_callback_number() {
 }
 
 #[tokio::test]
+async fn a_misheard_number_is_asked_for_again_not_taken() {
+    let h = sqlite_at(IN_HOURS).await;
+    let mut c = h.call("CA_badnum", Some("+442079460123")).await;
+    c.say("I'd like someone to call me about a quote. My name is Ken Adams.")
+        .await;
+    c.say("just two of us").await;
+    c.say("please call me back instead").await;
+    c.say("no, it's better on my mobile").await;
+    // Ten digits: not a number anyone can be called back on.
+    c.say("077 0090123").await;
+    assert!(
+        !c.jobs.contains(&"take_callback".to_string()),
+        "a callback was promised on a number that is not one: {:?}",
+        c.said
+    );
+    c.say("oh seven seven double oh, nine oh oh, one two three")
+        .await;
+    let lead = h.lead("CA_badnum").await;
+    assert_eq!(lead.phone.expose(), UK_MOBILE);
+    assert_eq!(lead.outcome.as_deref(), Some("callback"));
+}
+
+#[tokio::test]
 async fn a_us_number_read_aloud_in_groups() {
     let h = Harness::with(TestDb::sqlite().await, IN_HOURS, |c| {
         c.business.default_region = "US".into();

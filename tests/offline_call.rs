@@ -282,7 +282,7 @@ fn a_spoken_opt_out_is_honoured() {
 #[test]
 fn a_spoken_phone_number_becomes_the_callback_number() {
     // From a London landline; the call back goes to the mobile read out.
-    let s = spoken("number", "slow-low", Some("+442079460123"));
+    let s = spoken("number", "plain", Some("+442079460123"));
     let v = &s.v;
     assert_eq!(v["outcome"], "callback", "{v:#}");
     assert_eq!(v["lead"]["phone"], "+447700900123", "{v:#}");

@@ -387,7 +387,11 @@ pub fn phone_number(text: &str, region: phonenumber::country::Id) -> Option<phon
     } else {
         digits
     };
-    phone::normalise(&candidate, region).ok()
+    // Heard, not typed: a digit lost in recognition must not make a wrong
+    // number that merely has a possible length.
+    phone::normalise(&candidate, region)
+        .ok()
+        .filter(phone::E164::is_plausible)
 }
 
 /// The letters of a spelled word: "s m i t h", "s-m-i-t-h", "S for sugar"
@@ -1116,6 +1120,9 @@ mod tests {
             assert_eq!(got.as_deref(), Some(want), "{text}");
         }
         assert_eq!(phone_number("I have two kids and one dog", Id::GB), None);
+        // Digits missing: no number at all, not a wrong one.
+        assert_eq!(phone_number("077 0090123", Id::GB), None);
+        assert_eq!(phone_number("oh seven seven oh oh nine oh one two three", Id::GB), None);
         assert_eq!(phone_number("friday at ten", Id::GB), None);
     }
 
