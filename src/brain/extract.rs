@@ -1122,7 +1122,10 @@ mod tests {
         assert_eq!(phone_number("I have two kids and one dog", Id::GB), None);
         // Digits missing: no number at all, not a wrong one.
         assert_eq!(phone_number("077 0090123", Id::GB), None);
-        assert_eq!(phone_number("oh seven seven oh oh nine oh one two three", Id::GB), None);
+        assert_eq!(
+            phone_number("oh seven seven oh oh nine oh one two three", Id::GB),
+            None
+        );
         assert_eq!(phone_number("friday at ten", Id::GB), None);
     }
 
