@@ -13,9 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
+use tokio_util::task::TaskTracker;
 
 use crate::booking::{CalcomCalendar, Calendar, CalendarProvider, LocalCalendar};
 use crate::call::conversation::{ConversationFactory, ScriptedConversations};
+use crate::call::driver::CallServices;
+use crate::call::record::RecordWriter;
+use crate::call::tools::StoreBackedTools;
 use crate::call::ToolExecutor;
 use crate::clock::{Clock, TokioSleeper};
 use crate::config::brain::BrainKind;
@@ -26,6 +30,7 @@ use crate::notify::Notify;
 use crate::phone;
 use crate::pii::Secret;
 use crate::providers::Providers;
+use crate::routing::signature::StreamKey;
 use crate::store::{Store, StoreError};
 
 /// Why the app could not be built.
@@ -444,6 +449,44 @@ fn own_numbers(config: &Config) -> Vec<String> {
     own.sort();
     own.dedup();
     own
+}
+
+impl App {
+    /// The handles a media call needs: the conversation `[brain]` chose and
+    /// the action layer, each job claimed in the store first (exactly once
+    /// per call and job id), the process-wide record writer, and the
+    /// stream-token key when numbers are configured.
+    pub fn call_services(&self, tracker: TaskTracker) -> CallServices {
+        let s = &self.services;
+        CallServices {
+            config: self.config.clone(),
+            providers: self.providers.clone(),
+            metrics: self.metrics.clone(),
+            conversations: self.conversations.clone(),
+            tools: Arc::new(StoreBackedTools::new(
+                self.tools.clone(),
+                s.store.clone(),
+                s.clock.clone(),
+            )),
+            records: Some(RecordWriter::start(
+                s.store.clone(),
+                self.metrics.clone(),
+                !self.config.webhooks.post_call_url.is_empty(),
+            )),
+            clock: s.clock.clone(),
+            region: Some(s.region),
+            tracker,
+            tap: None,
+            // With numbers configured, App::validate requires the token.
+            stream_key: (!self.config.numbers.is_empty())
+                .then(|| {
+                    s.twilio_auth_token
+                        .as_ref()
+                        .map(|t| Arc::new(StreamKey::from_auth_token(t.expose())))
+                })
+                .flatten(),
+        }
+    }
 }
 
 /// The conversation factory and the action layer, as [`build_brain`] makes them.

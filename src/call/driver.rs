@@ -35,8 +35,7 @@ use super::record::RecordWriter;
 use super::recording::CallRecording;
 use super::reply::{run_reply, Voice};
 use super::session::{Output, Record, Session, SessionConfig};
-use super::tools::{StoreBackedTools, ToolExecutor, ToolRunner};
-use crate::app::App;
+use super::tools::{ToolExecutor, ToolRunner};
 use crate::audio::PHONE_RATE;
 use crate::carrier::{CallEvent, CarrierCodec, CarrierCommand, StreamStart};
 use crate::clock::Clock;
@@ -92,43 +91,6 @@ impl std::fmt::Debug for CallServices {
             .field("providers", &self.providers)
             .field("recorded", &self.records.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-impl CallServices {
-    /// The handles a call needs, from the composition root: the
-    /// conversation `[brain]` chose and the action layer, each job claimed
-    /// in the store first (exactly once per call and job id).
-    pub fn new(app: &App, tracker: TaskTracker) -> Self {
-        let s = &app.services;
-        CallServices {
-            config: app.config.clone(),
-            providers: app.providers.clone(),
-            metrics: app.metrics.clone(),
-            conversations: app.conversations.clone(),
-            tools: Arc::new(StoreBackedTools::new(
-                app.tools.clone(),
-                s.store.clone(),
-                s.clock.clone(),
-            )),
-            records: Some(RecordWriter::start(
-                s.store.clone(),
-                app.metrics.clone(),
-                !app.config.webhooks.post_call_url.is_empty(),
-            )),
-            clock: s.clock.clone(),
-            region: Some(s.region),
-            tracker,
-            tap: None,
-            // With numbers configured, App::validate requires the token.
-            stream_key: (!app.config.numbers.is_empty())
-                .then(|| {
-                    s.twilio_auth_token
-                        .as_ref()
-                        .map(|t| Arc::new(StreamKey::from_auth_token(t.expose())))
-                })
-                .flatten(),
-        }
     }
 }
 

@@ -80,7 +80,7 @@ impl AppState {
         let config = app.config.clone();
         let tracker = TaskTracker::new();
         AppState {
-            calls: CallServices::new(app, tracker.clone()),
+            calls: app.call_services(tracker.clone()),
             dashboard: Arc::new(dashboard::DashboardState::new(app)),
             call_slots: Arc::new(Semaphore::new(config.server.max_calls)),
             metrics: app.metrics.clone(),
