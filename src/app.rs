@@ -452,6 +452,16 @@ fn own_numbers(config: &Config) -> Vec<String> {
 }
 
 impl App {
+    /// The action layer as a call's tool runner drives it: each job claimed
+    /// in the store first, so it runs at most once per call and job id.
+    pub fn call_tools(&self) -> Arc<dyn ToolExecutor> {
+        Arc::new(StoreBackedTools::new(
+            self.tools.clone(),
+            self.services.store.clone(),
+            self.services.clock.clone(),
+        ))
+    }
+
     /// The handles a media call needs: the conversation `[brain]` chose and
     /// the action layer, each job claimed in the store first (exactly once
     /// per call and job id), the process-wide record writer, and the
@@ -463,11 +473,7 @@ impl App {
             providers: self.providers.clone(),
             metrics: self.metrics.clone(),
             conversations: self.conversations.clone(),
-            tools: Arc::new(StoreBackedTools::new(
-                self.tools.clone(),
-                s.store.clone(),
-                s.clock.clone(),
-            )),
+            tools: self.call_tools(),
             records: Some(RecordWriter::start(
                 s.store.clone(),
                 self.metrics.clone(),

@@ -32,7 +32,7 @@ use frontdesk::audio::{wav, FRAME_SAMPLES};
 use frontdesk::brain::llm::TROUBLE_LINE;
 use frontdesk::call::core::{CoreConfig, HangupReason, ReplyEvent, ReplyInput, TurnState};
 use frontdesk::call::session::{Output, Record, Session, SessionConfig};
-use frontdesk::call::tools::{StoreBackedTools, ToolExecutor, ToolJob, ToolOutcome};
+use frontdesk::call::tools::{ToolExecutor, ToolJob, ToolOutcome};
 use frontdesk::carrier::playout::{Playout, PlayoutEvent};
 use frontdesk::carrier::{CallEvent, CarrierCommand, StreamStart};
 use frontdesk::clock::ManualClock;
@@ -170,11 +170,7 @@ async fn harness(script: Vec<Turn>) -> Harness {
     let clock = Arc::new(ManualClock::new(t(IN_HOURS)));
     let env = Env::from_pairs([(env::DATABASE_URL, db.url.as_str())]);
     let app = App::build(cfg, &env, clock.clone()).await.expect("app");
-    let tools: Arc<dyn ToolExecutor> = Arc::new(StoreBackedTools::new(
-        app.tools.clone(),
-        app.services.store.clone(),
-        app.services.clock.clone(),
-    ));
+    let tools = app.call_tools();
     Harness {
         app,
         tools,

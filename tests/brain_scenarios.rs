@@ -15,7 +15,6 @@ use chrono::{DateTime, Utc};
 use common::{t, TestDb};
 use frontdesk::app::App;
 use frontdesk::call::conversation::{CallInfo, Conversation, Directive, Ending, Event};
-use frontdesk::call::tools::StoreBackedTools;
 use frontdesk::call::ToolExecutor;
 use frontdesk::clock::ManualClock;
 use frontdesk::config::{env, Config, Env};
@@ -47,11 +46,7 @@ impl Harness {
         let clock = Arc::new(ManualClock::new(t(at)));
         let env = Env::from_pairs([(env::DATABASE_URL, db.url.as_str())]);
         let app = App::build(cfg, &env, clock.clone()).await.expect("app");
-        let tools: Arc<dyn ToolExecutor> = Arc::new(StoreBackedTools::new(
-            app.tools.clone(),
-            app.services.store.clone(),
-            app.services.clock.clone(),
-        ));
+        let tools = app.call_tools();
         Harness {
             app,
             tools,

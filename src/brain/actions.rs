@@ -152,10 +152,11 @@ fn bad(job: &ToolJob, e: impl std::fmt::Display) -> ToolOutcome {
     ToolOutcome::failed(job, format!("bad arguments: {e}"))
 }
 
+/// `lookup_contact`'s arguments (the llm brain checks the model's with it too).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LookupArgs {
-    phone: Option<String>,
+pub(crate) struct LookupArgs {
+    pub(crate) phone: Option<String>,
 }
 
 #[derive(Deserialize)]

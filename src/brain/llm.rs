@@ -69,7 +69,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::actions::{CallContext, Offer, OutcomeRecord};
+use super::actions::{CallContext, LookupArgs, Offer, OutcomeRecord};
 use super::extract::{self, Intent};
 use super::phrases::{fill, Fact, Knowledge};
 use super::rules::{greeting_line, trim_to, Handover, RulesBrain, RulesSettings};
@@ -410,12 +410,6 @@ impl ConversationFactory for LlmBrains {
 }
 
 // ---------------------------------------------------------------- arguments
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LookupArgs {
-    phone: Option<String>,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

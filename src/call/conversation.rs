@@ -403,10 +403,8 @@ mod tests {
             .is_some_and(|c| c.contains("\"slots\":2")));
     }
 
-    #[test]
-    fn an_amended_turn_keeps_the_tool_exchanges_after_it() {
-        let mut log = ChatLog::new("sys", 8);
-        log.caller("I'd like", false);
+    /// A `find_slots` call and its (empty) result.
+    fn find_slots_exchange() -> (ToolCall, ToolOutcome) {
         let call = ToolCall {
             id: "c1".into(),
             name: "find_slots".into(),
@@ -418,6 +416,14 @@ mod tests {
             ok: true,
             result: serde_json::json!({}),
         };
+        (call, outcome)
+    }
+
+    #[test]
+    fn an_amended_turn_keeps_the_tool_exchanges_after_it() {
+        let mut log = ChatLog::new("sys", 8);
+        log.caller("I'd like", false);
+        let (call, outcome) = find_slots_exchange();
         log.tool_exchange(&call, &outcome);
         log.amend_caller("I'd like a demo on Friday");
         let m = log.messages();
@@ -429,17 +435,7 @@ mod tests {
     #[test]
     fn the_window_never_starts_on_an_orphan_tool_result() {
         let mut log = ChatLog::new("sys", 4);
-        let call = ToolCall {
-            id: "c1".into(),
-            name: "find_slots".into(),
-            arguments: "{}".into(),
-        };
-        let outcome = ToolOutcome {
-            id: "c1".into(),
-            name: "find_slots".into(),
-            ok: true,
-            result: serde_json::json!({}),
-        };
+        let (call, outcome) = find_slots_exchange();
         for _ in 0..20 {
             log.caller("hello", false);
             log.tool_exchange(&call, &outcome);
