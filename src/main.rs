@@ -46,6 +46,10 @@ enum Command {
         /// Speaking rate: above 1 is slower (0.5–2.0).
         #[arg(long, default_value_t = 1.0)]
         length_scale: f32,
+        /// How much two sayings differ (the voice's noise; 0–1.5): 0 makes
+        /// the same audio from the same text every run.
+        #[arg(long, default_value_t = 1.0)]
+        variation: f32,
         /// The words.
         text: String,
     },
@@ -316,10 +320,17 @@ fn main() -> ExitCode {
         Command::Say {
             out,
             length_scale,
+            variation,
             text,
         } => speech_tool(move |env| async move {
+            if !(0.0..=1.5).contains(&variation) {
+                return Err(format!(
+                    "--variation {variation} is out of range; allowed 0–1.5"
+                ));
+            }
             let cfg = frontdesk::config::LocalTtsConfig {
                 length_scale,
+                variation,
                 ..Default::default()
             };
             let tts = frontdesk::providers::local::LocalTts::load(&cfg, &env, "say")

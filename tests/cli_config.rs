@@ -285,6 +285,12 @@ fn check_config_and_serve_refuse_the_same_configs_naming_the_same_key() {
             "providers.tts",
         ),
         (
+            "the offline voice's variation out of range",
+            "[providers.tts]\nkind = \"local\"\nvariation = 2.0\n".into(),
+            vec![],
+            "providers.tts.variation",
+        ),
+        (
             "deepgram without its key",
             "[providers.stt]\nkind = \"deepgram\"\n".into(),
             vec![],

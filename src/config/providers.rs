@@ -482,6 +482,10 @@ pub struct LocalTtsConfig {
     pub voice: String,
     /// Speaking rate: above 1 is slower (Piper `length_scale`; default 1.0, 0.5–2.0).
     pub length_scale: f32,
+    /// How much two sayings of a sentence differ in rhythm and tone
+    /// (Piper's noise: 1 = the voice's own, 0 = the same audio every time;
+    /// default 1.0, 0–1.5).
+    pub variation: f32,
     /// Sentences synthesised at once (default: half the CPU cores, at least 1; 1–16).
     pub synthesizers: Option<u32>,
     /// Threads per synthesis (default 1, 1–16).
@@ -497,6 +501,7 @@ impl Default for LocalTtsConfig {
         LocalTtsConfig {
             voice: "en_US-joe-medium".into(),
             length_scale: 1.0,
+            variation: 1.0,
             synthesizers: None,
             threads: 1,
             cache_sentences: 256,
@@ -789,6 +794,12 @@ fn tts_validate(c: &TtsConfig, p: &str) -> Result<(), ConfigError> {
                 return Err(ConfigError::invalid(
                     format!("{p}length_scale"),
                     format!("{} is out of range; allowed 0.5–2.0", l.length_scale),
+                ));
+            }
+            if !(0.0..=1.5).contains(&l.variation) {
+                return Err(ConfigError::invalid(
+                    format!("{p}variation"),
+                    format!("{} is out of range; allowed 0–1.5", l.variation),
                 ));
             }
             if let Some(n) = l.synthesizers {

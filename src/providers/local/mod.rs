@@ -411,6 +411,7 @@ impl LocalTts {
                     workers,
                     cfg.threads as usize,
                     cfg.length_scale,
+                    cfg.variation,
                 )
                 .map_err(|m| setup_error(key, m))?,
             )

@@ -87,13 +87,16 @@ impl std::fmt::Debug for Piper {
 
 impl Piper {
     /// Load `model` (and `model` + `.json`) with ONNX Runtime from `ort_lib`:
-    /// `sessions` parallel syntheses of `threads` threads each.
+    /// `sessions` parallel syntheses of `threads` threads each, speaking at
+    /// `length_scale` (above 1 slower) with `variation` times the voice's
+    /// own noise (0: the same audio for the same text every time).
     pub fn load(
         model: &Path,
         ort_lib: &Path,
         sessions: usize,
         threads: usize,
         length_scale: f32,
+        variation: f32,
     ) -> Result<Piper, String> {
         let json_path = {
             let mut p = model.as_os_str().to_owned();
@@ -146,9 +149,9 @@ impl Piper {
             ids,
             rate: voice.audio.sample_rate,
             scales: [
-                inf.noise_scale,
+                inf.noise_scale * variation,
                 inf.length_scale * length_scale,
-                inf.noise_w,
+                inf.noise_w * variation,
             ],
         })
     }
