@@ -1037,6 +1037,55 @@ async fn hanging_up_releases_the_hold() {
     assert_eq!(h.requests().len(), 4);
 }
 
+/// The caller says yes and hangs up while the booking is being made: the
+/// hold is not released under it, and the lead says booked once it stands
+/// (the brain is no longer told; the action layer writes it).
+#[tokio::test]
+async fn hanging_up_while_the_booking_is_confirmed_keeps_it_booked() {
+    let h = harness(vec![
+        Turn::Tools(
+            Some("Let me look."),
+            vec![("call_y1", "find_slots", r#"{"date": "2026-12-04"}"#)],
+        ),
+        Turn::Say("I have two times on Friday. Would the first suit you?"),
+        Turn::Tools(None, vec![("call_y2", "hold_slot", r#"{"slot_id": "s1"}"#)]),
+        Turn::Say("I've pencilled that in. Shall I confirm it?"),
+        Turn::Tools(
+            Some("Lovely, booking that now."),
+            vec![(
+                "call_y3",
+                "confirm_booking",
+                r#"{"hold_id": "h1", "name": "Jane Doe"}"#,
+            )],
+        ),
+    ])
+    .await;
+    let mut c = h.call("CA_llm_yesbye", UK_MOBILE).await;
+    c.say("Hi, I'm Jane Doe, can I book a demo on Friday?")
+        .await;
+    c.say("The first one.").await;
+    let hold_id = c
+        .outcome_of("hold_slot")
+        .and_then(|o| o.result["hold_id"].as_str())
+        .expect("held")
+        .to_string();
+    c.hold_jobs.insert("confirm_booking");
+    c.say("Yes please.").await;
+    assert_eq!(
+        c.jobs_named("confirm_booking"),
+        1,
+        "the confirm job started"
+    );
+    c.hang_up().await;
+    assert_eq!(c.jobs_named("release_hold"), 0, "{:?}", c.jobs);
+    c.release_jobs().await;
+    assert_eq!(h.hold_status(&hold_id).await, HoldStatus::Confirmed);
+    assert_eq!(h.bookings().await, 1);
+    let lead = h.lead("CA_llm_yesbye").await;
+    assert_eq!(lead.outcome.as_deref(), Some("booked"));
+    assert_eq!(lead.tier.as_deref(), Some("A"));
+}
+
 /// `[brain] kind = "llm"` needs a real model: the scripted fake is refused
 /// with one line naming the keys, an OpenAI-compatible one is accepted.
 #[test]

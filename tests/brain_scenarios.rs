@@ -74,6 +74,8 @@ impl Harness {
             ending: None,
             windows: Vec::new(),
             jobs: Vec::new(),
+            hold_back: None,
+            held: Vec::new(),
         };
         let info = CallInfo {
             call_sid: sid.into(),
@@ -154,6 +156,9 @@ struct Call {
     ending: Option<Ending>,
     windows: Vec<Option<u32>>,
     jobs: Vec<String>,
+    /// Jobs of this name wait in `held` instead of running (a slow action).
+    hold_back: Option<&'static str>,
+    held: Vec<frontdesk::call::ToolJob>,
 }
 
 impl Call {
@@ -170,6 +175,10 @@ impl Call {
                     Directive::Say(s) => self.said.push(s),
                     Directive::RunTool(job) => {
                         self.jobs.push(job.name.clone());
+                        if self.hold_back == Some(job.name.as_str()) {
+                            self.held.push(job);
+                            continue;
+                        }
                         let o = self.tools.execute(&self.sid, &job).await;
                         finished.push(Event::ToolFinished(o));
                     }
@@ -462,6 +471,40 @@ async fn hanging_up_on_a_held_slot_releases_it_and_leaves_a_lead() {
         lead.name.as_ref().map(|n| n.expose().as_str()),
         Some("Jane Doe")
     );
+}
+
+#[tokio::test]
+async fn hanging_up_while_the_booking_is_confirmed_keeps_it_booked() {
+    let h = sqlite_at(IN_HOURS).await;
+    let mut c = h.call("CA_yesbye", Some(UK_MOBILE)).await;
+    book_up_to_readback(&mut c).await;
+    c.hold_back = Some("confirm_booking");
+    c.say("yes that's great").await;
+    c.say("it's j dot doe at example dot co dot uk").await;
+    assert_eq!(c.held.len(), 1, "the confirmation is under way");
+    c.hang_up().await;
+    assert!(
+        !c.jobs.contains(&"release_hold".to_string()),
+        "a hold the caller said yes to is not released under its confirmation: {:?}",
+        c.jobs
+    );
+    // The confirmation finishes after the call has gone (as the tool
+    // runner's jobs do): nobody is told, and the booking must still show.
+    for job in std::mem::take(&mut c.held) {
+        let o = c.tools.execute(&c.sid, &job).await;
+        assert!(o.ok, "{o:?}");
+    }
+    let b = h
+        .store()
+        .bookings_between("alex", t("2026-12-04T00:00:00Z"), t("2026-12-05T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 1, "booked");
+    let lead = h.lead("CA_yesbye").await;
+    assert_eq!(lead.outcome.as_deref(), Some("booked"));
+    assert_eq!(lead.tier.as_deref(), Some("A"));
+    let notes = lead.notes.map(|n| n.expose().clone()).unwrap_or_default();
+    assert!(notes.contains("Booked"), "{notes}");
 }
 
 #[tokio::test]

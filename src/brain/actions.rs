@@ -201,6 +201,11 @@ struct ConfirmArgs {
     phone: Option<String>,
     timezone: Option<String>,
     notes: Option<String>,
+    /// The call's lead as it stands once the booking does (outcome
+    /// `booked`): written here, right after the booking, so a caller who
+    /// hangs up while it is confirmed still leaves a lead that says booked.
+    #[serde(default)]
+    record: Option<OutcomeRecord>,
 }
 
 #[derive(Deserialize)]
@@ -621,8 +626,18 @@ impl ToolExecutor for Actions {
                 done(job, self.release(&a.hold_id).await)
             }
             "confirm_booking" => {
-                let a = parse!(ConfirmArgs);
-                done(job, self.confirm(a).await)
+                let mut a = parse!(ConfirmArgs);
+                let record = a.record.take();
+                if record.as_ref().is_some_and(|r| r.outcome != "booked") {
+                    return bad(job, "`record` is the lead once booked: outcome `booked`");
+                }
+                let r = self.confirm(a).await;
+                if let (Ok(_), Some(rec)) = (&r, record) {
+                    if let Err(e) = self.record_outcome(call_sid, &rec).await {
+                        tracing::warn!(error = %e, "booked, but cannot write the lead");
+                    }
+                }
+                done(job, r)
             }
             "take_callback" => {
                 let a = parse!(CallbackArgs);

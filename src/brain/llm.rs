@@ -977,18 +977,23 @@ impl LlmBrain {
         self.write(out);
     }
 
-    /// Write the lead as it stands, when something changed.
-    fn write(&mut self, out: &mut Vec<Directive>) {
-        let Some(phone) = self.phone() else {
-            return;
-        };
+    /// A `confirm_booking` job is out.
+    fn confirming(&self) -> bool {
+        self.in_flight
+            .values()
+            .any(|f| matches!(f.kind, Kind::Confirm(_)))
+    }
+
+    /// The lead as it stands, in the action layer's shape (`seq` unset).
+    fn lead_record(&self) -> Option<OutcomeRecord> {
+        let phone = self.phone()?;
         let outcome = self.lead.outcome.unwrap_or("callback");
         let tier = match outcome {
             "opted_out" => None,
             "callback" => Some(self.lead.tier.unwrap_or("C")),
             _ => self.lead.tier,
         };
-        let mut rec = OutcomeRecord {
+        Some(OutcomeRecord {
             seq: 0,
             phone: phone.as_str().to_string(),
             name: self.name(),
@@ -1001,16 +1006,61 @@ impl LlmBrain {
             routing_owner: Some(self.routing_owner().to_string()),
             after_hours: self.after_hours(),
             callback_due: self.lead.callback_due,
-        };
+        })
+    }
+
+    /// Number `rec` as the call's next decision, unless it says what was
+    /// last written already.
+    fn next_record(&mut self, mut rec: OutcomeRecord) -> Option<OutcomeRecord> {
         let sig = serde_json::to_string(&rec).unwrap_or_default();
         if sig == self.lead.last_written {
-            return;
+            return None;
         }
         self.lead.last_written = sig;
         self.lead.seq += 1;
         rec.seq = self.lead.seq;
+        Some(rec)
+    }
+
+    /// Write the lead as it stands, when something changed. Not while a
+    /// booking is being confirmed: the confirmation carries the lead's next
+    /// record, and the result of the confirmation writes what follows.
+    fn write(&mut self, out: &mut Vec<Directive>) {
+        if self.confirming() {
+            return;
+        }
+        let Some(rec) = self.lead_record().and_then(|r| self.next_record(r)) else {
+            return;
+        };
         let args = serde_json::to_value(&rec).unwrap_or_default();
         self.job("record_outcome", args, out);
+    }
+
+    /// The lead once `hold` is booked: the action layer writes it with the
+    /// booking, so it stands even if the caller has gone by then.
+    fn booked_record(&mut self, hold: &str) -> Option<OutcomeRecord> {
+        if self
+            .lead
+            .outcome
+            .is_some_and(|cur| rank(cur) > rank("booked"))
+        {
+            return None;
+        }
+        let offer = self
+            .holds
+            .iter()
+            .find(|h| h.alias == hold)
+            .map(|h| h.offer.clone())?;
+        let now = (self.booked.take(), self.lead.outcome, self.lead.tier);
+        self.booked = Some(Booked {
+            hold: hold.to_string(),
+            offer,
+        });
+        self.lead.outcome = Some("booked");
+        self.lead.tier = Some("A");
+        let rec = self.lead_record();
+        (self.booked, self.lead.outcome, self.lead.tier) = now;
+        rec.and_then(|r| self.next_record(r))
     }
 
     /// Let the current hold go (the caller changed their mind), unless it
@@ -1679,6 +1729,10 @@ impl LlmBrain {
                 if notes.is_some() {
                     self.lead.notes = notes;
                 }
+                // The lead as it stands first (it stays if the booking
+                // fails after the caller has gone), then as it will be.
+                self.write(out);
+                let record = self.booked_record(&hold);
                 let args = json!({
                     "hold_id": id,
                     "name": name,
@@ -1686,6 +1740,7 @@ impl LlmBrain {
                     "phone": self.phone().map(|p| p.as_str().to_string()),
                     "timezone": self.caller_tz().name(),
                     "notes": self.notes(),
+                    "record": record,
                 });
                 self.model_job(call, Kind::Confirm(hold), args, out);
             }
@@ -1912,7 +1967,8 @@ impl LlmBrain {
         // A hold nobody confirmed goes back; a caller who said something
         // leaves a lead.
         self.release_current(out);
-        if self.lead.outcome.is_none() && !self.turns.is_empty() {
+        // (A booking being confirmed writes its own lead when it stands.)
+        if self.lead.outcome.is_none() && !self.turns.is_empty() && !self.confirming() {
             let tier = self.lead.tier.unwrap_or("C");
             self.record("callback", Some(tier), out);
         }
@@ -2203,17 +2259,24 @@ mod tests {
             ),
             t,
         );
-        let confirm = jobs(&out);
+        let confirm: Vec<ToolJob> = jobs(&out)
+            .into_iter()
+            .filter(|j| j.name == "confirm_booking")
+            .collect();
         assert_eq!(confirm.len(), 1);
         assert_eq!(confirm[0].args["hold_id"], "H-real-1");
         assert_eq!(confirm[0].args["phone"], "+447700900123");
+        // The lead once booked goes with the confirmation (written by the
+        // action layer with the booking, even if the caller has gone).
+        let record = &confirm[0].args["record"];
+        assert_eq!(record["outcome"], "booked");
+        assert_eq!(record["tier"], "A");
+        assert_eq!(record["intent"], "new_enquiry");
         let out = feed(&mut b, done(&confirm[0], json!({"booking_id": "B1"})), t);
-        let record = jobs(&out);
-        assert_eq!(record.len(), 1);
-        assert_eq!(record[0].name, "record_outcome");
-        assert_eq!(record[0].args["outcome"], "booked");
-        assert_eq!(record[0].args["tier"], "A");
-        assert_eq!(record[0].args["intent"], "new_enquiry");
+        assert!(
+            jobs(&out).iter().all(|j| j.name != "record_outcome"),
+            "the booked lead is written once"
+        );
         feed(&mut b, heard("", false), t);
         let out = feed(
             &mut b,

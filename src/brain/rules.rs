@@ -174,6 +174,8 @@ pub struct RulesBrain {
     offers: Vec<Offer>,
     chosen: Option<Offer>,
     hold: Option<String>,
+    /// A `confirm_booking` job is out: the caller said yes to the hold.
+    confirming: bool,
     booked: Option<Offer>,
     outcome: Option<&'static str>,
     tier: Option<&'static str>,
@@ -739,6 +741,7 @@ impl RulesBrain {
             offers: Vec::new(),
             chosen: None,
             hold: None,
+            confirming: false,
             booked: None,
             outcome: None,
             tier: None,
@@ -912,11 +915,9 @@ impl RulesBrain {
         trim_to(&format!("{what}{signals}{done}{ah}"), 400)
     }
 
-    /// Write the lead as it stands (when something changed).
-    fn write(&mut self, out: &mut Vec<Directive>) {
-        let Some(phone) = self.f.callback.clone().or_else(|| self.from.clone()) else {
-            return;
-        };
+    /// The lead as it stands, in the action layer's shape (`seq` unset).
+    fn lead_record(&self) -> Option<OutcomeRecord> {
+        let phone = self.f.callback.clone().or_else(|| self.from.clone())?;
         let outcome = self.outcome.unwrap_or("callback");
         let tier = match (outcome, self.tier) {
             ("opted_out", _) => None,
@@ -924,7 +925,7 @@ impl RulesBrain {
             ("callback", None) => Some(if self.big_deal() { "B" } else { "C" }),
             _ => None,
         };
-        let rec = OutcomeRecord {
+        Some(OutcomeRecord {
             seq: 0,
             phone: phone.as_str().to_string(),
             name: self.f.name.clone(),
@@ -937,17 +938,46 @@ impl RulesBrain {
             routing_owner: Some(self.routing_owner().to_string()),
             after_hours: self.after_hours(),
             callback_due: self.callback_due,
-        };
+        })
+    }
+
+    /// Number `rec` as the call's next decision, unless it says what was
+    /// last written already.
+    fn next_record(&mut self, mut rec: OutcomeRecord) -> Option<OutcomeRecord> {
         let sig = serde_json::to_string(&rec).unwrap_or_default();
         if sig == self.last_written {
-            return;
+            return None;
         }
         self.last_written = sig;
         self.seq += 1;
-        let mut rec = rec;
         rec.seq = self.seq;
+        Some(rec)
+    }
+
+    /// Write the lead as it stands (when something changed). Not while a
+    /// booking is being confirmed: the confirmation carries the lead's next
+    /// record, and the result of the confirmation writes what follows.
+    fn write(&mut self, out: &mut Vec<Directive>) {
+        if self.confirming {
+            return;
+        }
+        let Some(rec) = self.lead_record().and_then(|r| self.next_record(r)) else {
+            return;
+        };
         let args = serde_json::to_value(&rec).unwrap_or_default();
         self.job("record_outcome", args, out);
+    }
+
+    /// The lead once the chosen slot is booked: the action layer writes it
+    /// with the booking, so it stands even if the caller has gone by then.
+    fn booked_record(&mut self) -> Option<OutcomeRecord> {
+        let now = (self.outcome, self.tier, self.booked.clone());
+        self.outcome = Some("booked");
+        self.tier = Some("A");
+        self.booked = self.chosen.clone();
+        let rec = self.lead_record();
+        (self.outcome, self.tier, self.booked) = now;
+        rec.and_then(|r| self.next_record(r))
     }
 
     fn decide(
@@ -1099,6 +1129,7 @@ impl RulesBrain {
         self.window(false, out);
         let phone = self.f.callback.clone().or_else(|| self.from.clone());
         let notes = self.notes();
+        let record = self.booked_record();
         self.job(
             "confirm_booking",
             json!({
@@ -1108,9 +1139,11 @@ impl RulesBrain {
                 "phone": phone.map(|p| p.as_str().to_string()),
                 "timezone": self.caller_tz().name(),
                 "notes": notes,
+                "record": record,
             }),
             out,
         );
+        self.confirming = true;
         self.stage = Stage::Busy;
     }
 
@@ -1822,6 +1855,7 @@ impl RulesBrain {
                 }
             }
             "confirm_booking" => {
+                self.confirming = false;
                 if o.ok {
                     self.hold = None;
                     self.booked = self.chosen.clone();
@@ -1879,10 +1913,13 @@ impl Conversation for RulesBrain {
                 self.handoff(l, out);
             }
             Event::Ended => {
-                // A hold nobody confirmed goes back; a call with an intent
-                // already has its lead, and a caller who said something
-                // still leaves one.
-                self.release(out);
+                // A hold nobody confirmed goes back (one being confirmed
+                // stays: the caller said yes, and the confirmation writes
+                // the booked lead); a call with an intent already has its
+                // lead, and a caller who said something still leaves one.
+                if !self.confirming {
+                    self.release(out);
+                }
                 if self.outcome.is_none() && self.intent.is_none() && !self.heard.is_empty() {
                     self.intent = Some(Intent::Unclear);
                     self.write(out);
