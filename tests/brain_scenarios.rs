@@ -678,6 +678,39 @@ async fn a_misheard_number_is_asked_for_again_not_taken() {
     assert_eq!(lead.outcome.as_deref(), Some("callback"));
 }
 
+/// Whisper loses a digit now and then: asked again, then digit by digit,
+/// then the call back goes to the calling number, the caller is told so,
+/// and the rep's notes say the other number was not caught.
+#[tokio::test]
+async fn a_number_never_heard_whole_falls_back_to_the_calling_number() {
+    let h = sqlite_at(IN_HOURS).await;
+    let mut c = h.call("CA_nonum", Some("+442079460123")).await;
+    c.say("I'd like someone to call me about a quote. My name is Ken Adams.")
+        .await;
+    c.say("just two of us").await;
+    c.say("please call me back instead").await;
+    c.say("no, it's better on my mobile").await;
+    for heard in ["07 7.0.0.9.0.123", "077 0090123"] {
+        c.say(heard).await;
+        assert!(
+            !c.jobs.contains(&"take_callback".to_string()),
+            "gave up on the number too soon: {:?}",
+            c.said
+        );
+    }
+    assert!(c.last().contains("one digit at a time"), "{}", c.last());
+    let reply = c.say("seven seven double oh nine").await;
+    assert!(
+        reply.contains("the number you're calling from"),
+        "the caller is told which number: {reply}"
+    );
+    let lead = h.lead("CA_nonum").await;
+    assert_eq!(lead.phone.expose(), "+442079460123");
+    assert_eq!(lead.outcome.as_deref(), Some("callback"));
+    let notes = lead.notes.map(|n| n.expose().clone()).unwrap_or_default();
+    assert!(notes.contains("another number"), "{notes}");
+}
+
 #[tokio::test]
 async fn a_us_number_read_aloud_in_groups() {
     let h = Harness::with(TestDb::sqlite().await, IN_HOURS, |c| {

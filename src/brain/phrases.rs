@@ -83,6 +83,8 @@ phrases!(
     anything_else,
     goodbye,
     didnt_catch,
+    number_slowly,
+    number_fallback,
     human_after_hours,
 );
 

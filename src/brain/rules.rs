@@ -152,6 +152,8 @@ struct Facts {
     issue: Option<String>,
     question: Option<(String, String)>,
     redacted: bool,
+    /// Asked to be called on another number, which was never heard whole.
+    number_missed: bool,
 }
 
 /// One call's rules conversation. See the module docs.
@@ -907,12 +909,17 @@ impl RulesBrain {
             _ if self.tier == Some("B") => " Wants a priority call back.".to_string(),
             _ => " Wants a call back.".to_string(),
         };
+        let missed = if self.f.number_missed {
+            " Asked to be called on another number, which was not caught."
+        } else {
+            ""
+        };
         let ah = if self.after_hours() {
             " Called after hours."
         } else {
             ""
         };
-        trim_to(&format!("{what}{signals}{done}{ah}"), 400)
+        trim_to(&format!("{what}{signals}{done}{missed}{ah}"), 400)
     }
 
     /// The lead as it stands, in the action layer's shape (`seq` unset).
@@ -1551,15 +1558,26 @@ impl RulesBrain {
                 }
             }
             Stage::AskNewNumber => {
-                if self.f.callback.is_none() && !self.asked.insert("new_number_again") {
-                    self.f.callback = self.from.clone();
-                }
                 if self.f.callback.is_some() {
-                    self.take_callback(out);
-                } else {
-                    let l = self.p().didnt_catch.clone();
-                    self.say(l, out);
+                    return self.take_callback(out);
                 }
+                // A number is easy to mishear a digit of: asked again, then
+                // digit by digit, then the calling number, saying so.
+                let l = if self.asked.insert("new_number_again") {
+                    self.p().didnt_catch.clone()
+                } else if self.asked.insert("new_number_slowly") {
+                    self.p().number_slowly.clone()
+                } else if self.from.is_some() {
+                    self.f.number_missed = true;
+                    self.f.callback = self.from.clone();
+                    let l = self.p().number_fallback.clone();
+                    self.say(l, out);
+                    return self.take_callback(out);
+                } else {
+                    self.f.number_missed = true;
+                    return self.take_callback(out);
+                };
+                self.say(l, out);
             }
             Stage::Closing => {
                 if let Some(i) = said_intent.filter(|i| Some(*i) != self.intent) {
