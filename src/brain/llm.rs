@@ -1024,7 +1024,7 @@ impl LlmBrain {
 
     /// Write the lead as it stands, when something changed. Not while a
     /// booking is being confirmed: the confirmation carries the lead's next
-    /// record, and the result of the confirmation writes what follows.
+    /// record, and its result writes what was decided meanwhile.
     fn write(&mut self, out: &mut Vec<Directive>) {
         if self.confirming() {
             return;
@@ -1851,6 +1851,11 @@ impl LlmBrain {
             }
             o.result.clone()
         };
+        if matches!(f.kind, Kind::Confirm(_)) {
+            // What the call decided while the booking was being made (the
+            // writes waited for it).
+            self.write(out);
+        }
         self.resolve(f.slot, o.ok, result);
         self.followup = true;
         self.settle(now, out);
