@@ -7,6 +7,9 @@
 //!
 //! Needs the models (`scripts/fetch-models`; `scripts/test` runs it).
 
+#[path = "support/mock_ws.rs"]
+mod mock_ws;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -340,4 +343,62 @@ fn a_spoken_card_number_and_health_detail_are_kept_nowhere() {
     // The call itself went on: a lead a rep can act on.
     assert!(said(v, "caller").contains("quote"), "{v:#}");
     assert_eq!(v["outcome"], "callback", "{v:#}");
+}
+
+/// Deepgram first, the offline recogniser behind it: a Deepgram that takes
+/// the audio and never answers (a stall) moves the call to Whisper, which
+/// decodes the utterance in hand, so the caller is still understood and the
+/// call ends as it would have. The switch is logged, the key is not.
+#[test]
+fn a_stalled_deepgram_fails_over_to_the_offline_recogniser_mid_call() {
+    models_present();
+    let tmp = tempfile::tempdir().expect("tmp");
+    make_callers(tmp.path(), "pricing");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    const KEY: &str = "dg-test-key-0123";
+    let mock = rt.block_on(mock_ws::start(
+        ("authorization", format!("Token {KEY}")),
+        &[],
+        |mut ws: mock_ws::Conn| async move {
+            use futures_util::StreamExt;
+            // Reads everything (audio, KeepAlive, Finalize); answers nothing.
+            while let Some(Ok(_)) = ws.next().await {}
+        },
+    ));
+    let cfg = config(tmp.path());
+    let mut toml = std::fs::read_to_string(&cfg).expect("config");
+    toml.push_str(&format!(
+        "[providers.stt]\nchain = [\"deepgram\", \"local\"]\nstall_ms = 800\n\
+         [providers.stt.deepgram]\nbase_url = \"{}/v1/listen\"\n",
+        mock.base
+    ));
+    std::fs::write(&cfg, toml).expect("config");
+    let out = tmp.path().join("reply.wav");
+    let o = Command::new(BIN)
+        .arg("call")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--json")
+        .arg("--out")
+        .arg(&out)
+        .args(turns(&tmp.path().join("pricing/plain")))
+        .env_remove("FRONTDESK_DATABASE_URL")
+        .env("DEEPGRAM_API_KEY", KEY)
+        .output()
+        .expect("frontdesk call");
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "frontdesk call failed: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let caller = said(&v, "caller");
+    for w in ["how much", "cost"] {
+        assert!(caller.contains(w), "caller words lost in the switch: {caller}");
+    }
+    assert_eq!(v["intent"], "pricing", "{v:#}");
+    assert_eq!(v["outcome"], "answered", "{v:#}");
+    assert!(
+        stderr.contains("provider fail-over") && stderr.contains("local"),
+        "the switch is logged: {stderr}"
+    );
+    assert!(!stderr.contains(KEY), "the key reached the logs");
+    drop(rt);
 }
