@@ -391,7 +391,10 @@ fn a_stalled_deepgram_fails_over_to_the_offline_recogniser_mid_call() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
     let caller = said(&v, "caller");
     for w in ["how much", "cost"] {
-        assert!(caller.contains(w), "caller words lost in the switch: {caller}");
+        assert!(
+            caller.contains(w),
+            "caller words lost in the switch: {caller}"
+        );
     }
     assert_eq!(v["intent"], "pricing", "{v:#}");
     assert_eq!(v["outcome"], "answered", "{v:#}");

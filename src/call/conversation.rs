@@ -105,6 +105,9 @@ pub enum Directive {
     /// Speak this text as it is.
     Say(String),
     /// Ask the LLM (with these messages and tools) and speak its answer.
+    /// One still queued (not started) when the caller's next utterance is
+    /// reported is withdrawn: the conversation answers that utterance with
+    /// a request that has it.
     Generate(LlmRequest),
     /// Run a side-effecting job; its [`Event::ToolFinished`] comes back.
     RunTool(ToolJob),

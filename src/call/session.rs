@@ -336,6 +336,10 @@ impl Session {
                     _ => self.seq(),
                 };
                 self.last_caller_seq = Some(seq);
+                // A model request queued before these words is stale: the
+                // conversation answers them with one that has them.
+                self.speech
+                    .retain(|i| !matches!(i, ReplyInput::Generate(_)));
                 self.out.push_back(Output::Record(Record::Turn {
                     seq,
                     speaker: Speaker::Caller,
@@ -544,5 +548,117 @@ mod tests {
         );
         assert!(out.contains(&Output::Record(Record::Ended(HangupReason::HandOff))));
         assert_eq!(s.state(), TurnState::Ended);
+    }
+
+    /// Asks the model when its job's result is in (`stale`) and when the
+    /// caller has spoken (with their words).
+    struct FollowsUp;
+
+    fn ask(text: &str) -> Directive {
+        Directive::Generate(crate::providers::LlmRequest {
+            messages: vec![crate::providers::ChatMessage::text(
+                crate::providers::Role::User,
+                text,
+            )],
+            tools: vec![],
+            max_tokens: None,
+        })
+    }
+
+    impl Conversation for FollowsUp {
+        fn on_event(&mut self, event: Event, _now: Instant, out: &mut Vec<Directive>) {
+            match event {
+                Event::Started(_) => out.push(Directive::RunTool(ToolJob {
+                    id: "j1".into(),
+                    name: "find_slots".into(),
+                    args: serde_json::json!({}),
+                })),
+                Event::ToolFinished(_) => out.push(ask("stale")),
+                Event::CallerSaid { text, .. } => out.push(ask(&text)),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn a_model_request_queued_while_the_caller_talks_gives_way_to_their_words() {
+        let cfg = SessionConfig {
+            core: CoreConfig::new(&VadConfig::default(), &CallConfig::default()),
+            region: None,
+        };
+        let mut s = Session::new(cfg, Box::new(FollowsUp));
+        let mut codec = TwilioCodec::new(65536);
+        let t0 = Instant::now();
+        let start = r#"{"event":"start","streamSid":"MZ1","start":{"streamSid":"MZ1","callSid":"CA1","accountSid":"AC1","customParameters":{}}}"#;
+        match codec.parse_text(start) {
+            Ok(ev) => s.handle_event(ev, t0),
+            Err(e) => panic!("{e}"),
+        }
+        let mut out = drain(&mut s);
+        let job = out
+            .iter()
+            .find_map(|o| match o {
+                Output::RunTool(j) => Some(j.clone()),
+                _ => None,
+            })
+            .expect("the job");
+        // The caller speaks, then a second of silence; the job's result
+        // lands while they are talking.
+        let mut pcm = crate::call::sim::fixture("pricing.wav");
+        let spoken = pcm.len();
+        pcm.extend(std::iter::repeat_n(0, 8000));
+        let mut t = t0;
+        let mut told = false;
+        for (k, frame) in pcm.chunks(160).enumerate() {
+            t += Duration::from_millis(20);
+            s.handle_event(
+                CallEvent::Media {
+                    timestamp_ms: None,
+                    pcm: frame,
+                },
+                t,
+            );
+            if !told && k * 160 > spoken / 2 {
+                told = true;
+                s.handle_tool_outcome(
+                    ToolOutcome {
+                        id: job.id.clone(),
+                        name: job.name.clone(),
+                        ok: true,
+                        result: serde_json::json!({"slots": []}),
+                    },
+                    t,
+                );
+            }
+            let now = drain(&mut s);
+            if now.contains(&Output::EndOfUtterance) {
+                s.handle_stt(
+                    SttEvent::Final {
+                        text: "how much does it cost".into(),
+                        end_of_utterance: true,
+                    },
+                    t,
+                );
+                out.extend(drain(&mut s));
+                break;
+            }
+            out.extend(now);
+        }
+        let replies: Vec<&ReplyInput> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::StartReply { input, .. } => Some(input),
+                _ => None,
+            })
+            .collect();
+        let ReplyInput::Generate(req) = replies.first().expect("a reply") else {
+            panic!("{replies:?}")
+        };
+        assert_eq!(
+            req.messages[0].content.as_deref(),
+            Some("how much does it cost"),
+            "the reply answers the caller's words, not the request made before them"
+        );
+        assert_eq!(replies.len(), 1, "{replies:?}");
     }
 }
