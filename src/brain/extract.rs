@@ -344,8 +344,19 @@ pub fn phone_number(text: &str, region: phonenumber::country::Id) -> Option<phon
     const FILLER: &[&str] = &[
         "uh", "um", "er", "erm", "and", "then", "that's", "its", "it's",
     ];
-    let lower = text.to_lowercase().replace(['(', ')', '.', ','], " ");
-    let tokens: Vec<&str> = lower.split_whitespace().collect();
+    let lower = text.to_lowercase().replace(['(', ')', '.', ',', '-'], " ");
+    // Whisper (tiny.en, measured in three voices) writes a spoken "oh" as
+    // the letter L ("L 7 7 L L 9 …", "L77 00900123"): in a run of digits it
+    // is a zero, as a lone "o" is.
+    let tokens: Vec<String> = lower
+        .split_whitespace()
+        .map(|t| match t.strip_prefix(['l', 'o']) {
+            Some("") => "o".to_string(),
+            Some(rest) if rest.chars().all(|c| c.is_ascii_digit()) => format!("0{rest}"),
+            _ => t.to_string(),
+        })
+        .collect();
+    let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
     let is_digitish = |t: &str| {
         matches!(
             t,
@@ -1115,6 +1126,10 @@ mod tests {
                 Id::GB,
                 "+447700900123",
             ),
+            // How Whisper writes a spoken "oh", one digit at a time or not.
+            ("L 7 7 L L 9 L L 1 2 3", Id::GB, "+447700900123"),
+            ("L77 00900123", Id::GB, "+447700900123"),
+            ("L-7-7-L-L-9-L-L-1-2-3", Id::GB, "+447700900123"),
         ] {
             let got = phone_number(text, region).map(|e| e.as_str().to_string());
             assert_eq!(got.as_deref(), Some(want), "{text}");
@@ -1127,6 +1142,8 @@ mod tests {
             None
         );
         assert_eq!(phone_number("friday at ten", Id::GB), None);
+        // An L among words is a letter.
+        assert_eq!(phone_number("my name is l smith", Id::GB), None);
     }
 
     #[test]
