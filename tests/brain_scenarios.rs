@@ -678,7 +678,7 @@ async fn a_misheard_number_is_asked_for_again_not_taken() {
     assert_eq!(lead.outcome.as_deref(), Some("callback"));
 }
 
-/// Whisper loses a digit now and then: asked again, then digit by digit,
+/// Whisper loses a digit now and then: asked again, then a little slower,
 /// then the call back goes to the calling number, the caller is told so,
 /// and the rep's notes say the other number was not caught.
 #[tokio::test]
@@ -698,7 +698,7 @@ async fn a_number_never_heard_whole_falls_back_to_the_calling_number() {
             c.said
         );
     }
-    assert!(c.last().contains("one digit at a time"), "{}", c.last());
+    assert!(c.last().contains("a little slower"), "{}", c.last());
     let reply = c.say("seven seven double oh nine").await;
     assert!(
         reply.contains("the number you're calling from"),

@@ -1562,7 +1562,7 @@ impl RulesBrain {
                     return self.take_callback(out);
                 }
                 // A number is easy to mishear a digit of: asked again, then
-                // digit by digit, then the calling number, saying so.
+                // a little slower, then the calling number, saying so.
                 let l = if self.asked.insert("new_number_again") {
                     self.p().didnt_catch.clone()
                 } else if self.asked.insert("new_number_slowly") {
