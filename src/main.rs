@@ -323,16 +323,12 @@ fn main() -> ExitCode {
             variation,
             text,
         } => speech_tool(move |env| async move {
-            if !(0.0..=1.5).contains(&variation) {
-                return Err(format!(
-                    "--variation {variation} is out of range; allowed 0–1.5"
-                ));
-            }
             let cfg = frontdesk::config::LocalTtsConfig {
                 length_scale,
                 variation,
                 ..Default::default()
             };
+            cfg.validate("").map_err(|e| e.to_string())?;
             let tts = frontdesk::providers::local::LocalTts::load(&cfg, &env, "say")
                 .map_err(|e| e.message)?;
             let mut pcm = Vec::new();

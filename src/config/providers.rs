@@ -496,6 +496,57 @@ pub struct LocalTtsConfig {
     pub cache_sentences: u32,
 }
 
+impl LocalTtsConfig {
+    /// Check the values (`p` is the key prefix, e.g. `providers.tts.`);
+    /// `frontdesk say` checks its flags with it too.
+    pub fn validate(&self, p: &str) -> Result<(), ConfigError> {
+        let name_ok = !self.voice.is_empty()
+            && self
+                .voice
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok || self.voice.starts_with('.') {
+            return Err(ConfigError::invalid(
+                format!("{p}voice"),
+                format!(
+                    "`{}` is not a voice name such as `en_US-joe-medium`",
+                    self.voice
+                ),
+            ));
+        }
+        check_float(&format!("{p}length_scale"), self.length_scale, 0.5, 2.0)?;
+        check_float(&format!("{p}variation"), self.variation, 0.0, 1.5)?;
+        if let Some(n) = self.synthesizers {
+            check_range(&format!("{p}synthesizers"), n.into(), 1, 16, "")?;
+        }
+        check_range(&format!("{p}threads"), self.threads.into(), 1, 16, "")?;
+        check_range(
+            &format!("{p}cache_sentences"),
+            self.cache_sentences.into(),
+            0,
+            100_000,
+            "",
+        )
+    }
+}
+
+/// `v` within `lo..=hi` (NaN is not).
+fn check_float<T: PartialOrd + Copy + std::fmt::Display>(
+    key: &str,
+    v: T,
+    lo: T,
+    hi: T,
+) -> Result<(), ConfigError> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("{v} is out of range; allowed {lo}–{hi}"),
+        ))
+    }
+}
+
 impl Default for LocalTtsConfig {
     fn default() -> Self {
         LocalTtsConfig {
@@ -729,12 +780,7 @@ fn llm_validate(c: &LlmConfig, p: &str) -> Result<(), ConfigError> {
                 return Err(ConfigError::invalid(format!("{p}model"), "is empty"));
             }
             if let Some(t) = o.temperature {
-                if !(0.0..=2.0).contains(&t) {
-                    return Err(ConfigError::invalid(
-                        format!("{p}temperature"),
-                        format!("{t} is out of range; allowed 0–2"),
-                    ));
-                }
+                check_float(&format!("{p}temperature"), t, 0.0, 2.0)?;
             }
             check_range(&format!("{p}timeout_ms"), o.timeout_ms, 100, 120_000, "ms")
         }
@@ -776,44 +822,7 @@ fn tts_validate(c: &TtsConfig, p: &str) -> Result<(), ConfigError> {
             check_ws_url(&format!("{p}base_url"), &a.base_url)?;
             connect(a.connect_timeout_ms)
         }
-        TtsConfig::Local(l) => {
-            let name_ok = !l.voice.is_empty()
-                && l.voice
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-            if !name_ok || l.voice.starts_with('.') {
-                return Err(ConfigError::invalid(
-                    format!("{p}voice"),
-                    format!(
-                        "`{}` is not a voice name such as `en_US-joe-medium`",
-                        l.voice
-                    ),
-                ));
-            }
-            if !(0.5..=2.0).contains(&l.length_scale) {
-                return Err(ConfigError::invalid(
-                    format!("{p}length_scale"),
-                    format!("{} is out of range; allowed 0.5–2.0", l.length_scale),
-                ));
-            }
-            if !(0.0..=1.5).contains(&l.variation) {
-                return Err(ConfigError::invalid(
-                    format!("{p}variation"),
-                    format!("{} is out of range; allowed 0–1.5", l.variation),
-                ));
-            }
-            if let Some(n) = l.synthesizers {
-                check_range(&format!("{p}synthesizers"), n.into(), 1, 16, "")?;
-            }
-            check_range(&format!("{p}threads"), l.threads.into(), 1, 16, "")?;
-            check_range(
-                &format!("{p}cache_sentences"),
-                l.cache_sentences.into(),
-                0,
-                100_000,
-                "",
-            )
-        }
+        TtsConfig::Local(l) => l.validate(p),
         TtsConfig::Chain(ch) => ch.members.iter().try_for_each(|m| {
             let sub = format!("{p}{}.", tts_kind(m));
             tts_validate(m, &sub)
