@@ -635,15 +635,21 @@ async fn a_standard_enquiry_wanting_a_call_back_is_tier_c_with_a_due_time() {
     );
 }
 
-#[tokio::test]
-async fn a_number_read_aloud_becomes_the_callback_number() {
-    let h = sqlite_at(IN_HOURS).await;
-    let mut c = h.call("CA_num", Some("+442079460123")).await;
+/// A small enquiry wanting a call back, on a number other than the one
+/// calling: up to the receptionist asking for it.
+async fn wants_a_call_back_on_another_number(c: &mut Call) {
     c.say("I'd like someone to call me about a quote. My name is Ken Adams.")
         .await;
     c.say("just two of us").await;
     c.say("please call me back instead").await;
     c.say("no, it's better on my mobile").await;
+}
+
+#[tokio::test]
+async fn a_number_read_aloud_becomes_the_callback_number() {
+    let h = sqlite_at(IN_HOURS).await;
+    let mut c = h.call("CA_num", Some("+442079460123")).await;
+    wants_a_call_back_on_another_number(&mut c).await;
     assert!(
         c.windows.contains(&Some(1200)),
         "a longer window while the number is read"
@@ -659,11 +665,7 @@ async fn a_number_read_aloud_becomes_the_callback_number() {
 async fn a_misheard_number_is_asked_for_again_not_taken() {
     let h = sqlite_at(IN_HOURS).await;
     let mut c = h.call("CA_badnum", Some("+442079460123")).await;
-    c.say("I'd like someone to call me about a quote. My name is Ken Adams.")
-        .await;
-    c.say("just two of us").await;
-    c.say("please call me back instead").await;
-    c.say("no, it's better on my mobile").await;
+    wants_a_call_back_on_another_number(&mut c).await;
     // Ten digits: not a number anyone can be called back on.
     c.say("077 0090123").await;
     assert!(
@@ -685,11 +687,7 @@ async fn a_misheard_number_is_asked_for_again_not_taken() {
 async fn a_number_never_heard_whole_falls_back_to_the_calling_number() {
     let h = sqlite_at(IN_HOURS).await;
     let mut c = h.call("CA_nonum", Some("+442079460123")).await;
-    c.say("I'd like someone to call me about a quote. My name is Ken Adams.")
-        .await;
-    c.say("just two of us").await;
-    c.say("please call me back instead").await;
-    c.say("no, it's better on my mobile").await;
+    wants_a_call_back_on_another_number(&mut c).await;
     for heard in ["07 7.0.0.9.0.123", "077 0090123"] {
         c.say(heard).await;
         assert!(
@@ -709,6 +707,35 @@ async fn a_number_never_heard_whole_falls_back_to_the_calling_number() {
     assert_eq!(lead.outcome.as_deref(), Some("callback"));
     let notes = lead.notes.map(|n| n.expose().clone()).unwrap_or_default();
     assert!(notes.contains("another number"), "{notes}");
+}
+
+/// With the caller ID withheld there is no number to fall back on: the
+/// receptionist goes on asking, and never promises a callback it has no
+/// number for.
+#[tokio::test]
+async fn a_withheld_caller_is_asked_until_a_whole_number_is_heard() {
+    let h = sqlite_at(IN_HOURS).await;
+    let mut c = h.call("CA_withheld", None).await;
+    c.say("I'd like someone to call me about a quote. My name is Ken Adams.")
+        .await;
+    c.say("just two of us").await;
+    c.say("please call me back").await;
+    for heard in ["07 7.0.0.9.0.123", "077 0090123", "0770 090", "077 00"] {
+        let reply = c.say(heard).await;
+        assert!(
+            !reply.contains("call you back") && !c.jobs.contains(&"take_callback".to_string()),
+            "a callback promised with no number: {reply}"
+        );
+        assert!(
+            reply.contains("again") || reply.contains("slower"),
+            "the number is asked for again: {reply}"
+        );
+    }
+    c.say("oh seven seven double oh, nine oh oh, one two three")
+        .await;
+    let lead = h.lead("CA_withheld").await;
+    assert_eq!(lead.phone.expose(), UK_MOBILE);
+    assert_eq!(lead.outcome.as_deref(), Some("callback"));
 }
 
 #[tokio::test]

@@ -1562,19 +1562,19 @@ impl RulesBrain {
                     return self.take_callback(out);
                 }
                 // A number is easy to mishear a digit of: asked again, then
-                // a little slower, then the calling number, saying so.
+                // a little slower, then the calling number, saying so (with
+                // no caller ID there is nothing to call back but what they say).
                 let l = if self.asked.insert("new_number_again") {
                     self.p().didnt_catch.clone()
                 } else if self.asked.insert("new_number_slowly") {
                     self.p().number_slowly.clone()
-                } else if self.from.is_some() {
+                } else if self.from.is_none() {
+                    self.p().didnt_catch.clone()
+                } else {
                     self.f.number_missed = true;
                     self.f.callback = self.from.clone();
                     let l = self.p().number_fallback.clone();
                     self.say(l, out);
-                    return self.take_callback(out);
-                } else {
-                    self.f.number_missed = true;
                     return self.take_callback(out);
                 };
                 self.say(l, out);
