@@ -1003,10 +1003,9 @@ async fn the_model_failing_mid_call_hands_over_to_the_rules_brain() {
     );
 }
 
-/// A caller who hangs up on a held time gets it released, and leaves a lead.
-#[tokio::test]
-async fn hanging_up_releases_the_hold() {
-    let mut h = harness(vec![
+/// The model's turns up to a held Friday slot, then `more`.
+fn up_to_a_hold(more: Vec<Turn>) -> Vec<Turn> {
+    let mut script = vec![
         Turn::Tools(
             Some("Let me look."),
             vec![("call_h1", "find_slots", r#"{"date": "2026-12-04"}"#)],
@@ -1014,17 +1013,28 @@ async fn hanging_up_releases_the_hold() {
         Turn::Say("I have two times on Friday. Would the first suit you?"),
         Turn::Tools(None, vec![("call_h2", "hold_slot", r#"{"slot_id": "s1"}"#)]),
         Turn::Say("I've pencilled that in. Shall I confirm it?"),
-    ])
-    .await;
-    let mut c = h.call("CA_llm_drop", UK_MOBILE).await;
+    ];
+    script.extend(more);
+    script
+}
+
+/// The caller's turns up to the hold; the hold's id.
+async fn ask_for_friday(c: &mut Line) -> String {
     c.say("Hi, I'm Jane Doe, can I book a demo on Friday?")
         .await;
     c.say("The first one.").await;
-    let hold_id = c
-        .outcome_of("hold_slot")
+    c.outcome_of("hold_slot")
         .and_then(|o| o.result["hold_id"].as_str())
         .expect("held")
-        .to_string();
+        .to_string()
+}
+
+/// A caller who hangs up on a held time gets it released, and leaves a lead.
+#[tokio::test]
+async fn hanging_up_releases_the_hold() {
+    let mut h = harness(up_to_a_hold(vec![])).await;
+    let mut c = h.call("CA_llm_drop", UK_MOBILE).await;
+    let hold_id = ask_for_friday(&mut c).await;
     c.hang_up().await;
     assert_eq!(h.hold_status(&hold_id).await, HoldStatus::Released);
     assert_eq!(h.bookings().await, 0);
@@ -1042,33 +1052,17 @@ async fn hanging_up_releases_the_hold() {
 /// (the brain is no longer told; the action layer writes it).
 #[tokio::test]
 async fn hanging_up_while_the_booking_is_confirmed_keeps_it_booked() {
-    let h = harness(vec![
-        Turn::Tools(
-            Some("Let me look."),
-            vec![("call_y1", "find_slots", r#"{"date": "2026-12-04"}"#)],
-        ),
-        Turn::Say("I have two times on Friday. Would the first suit you?"),
-        Turn::Tools(None, vec![("call_y2", "hold_slot", r#"{"slot_id": "s1"}"#)]),
-        Turn::Say("I've pencilled that in. Shall I confirm it?"),
-        Turn::Tools(
-            Some("Lovely, booking that now."),
-            vec![(
-                "call_y3",
-                "confirm_booking",
-                r#"{"hold_id": "h1", "name": "Jane Doe"}"#,
-            )],
-        ),
-    ])
+    let h = harness(up_to_a_hold(vec![Turn::Tools(
+        Some("Lovely, booking that now."),
+        vec![(
+            "call_h3",
+            "confirm_booking",
+            r#"{"hold_id": "h1", "name": "Jane Doe"}"#,
+        )],
+    )]))
     .await;
     let mut c = h.call("CA_llm_yesbye", UK_MOBILE).await;
-    c.say("Hi, I'm Jane Doe, can I book a demo on Friday?")
-        .await;
-    c.say("The first one.").await;
-    let hold_id = c
-        .outcome_of("hold_slot")
-        .and_then(|o| o.result["hold_id"].as_str())
-        .expect("held")
-        .to_string();
+    let hold_id = ask_for_friday(&mut c).await;
     c.hold_jobs.insert("confirm_booking");
     c.say("Yes please.").await;
     assert_eq!(
